@@ -1,0 +1,48 @@
+"""Flags and error handling shared by the launchers."""
+import os
+import sys
+
+from absl import flags
+from absl import logging
+
+GIN_FLAGS_DEFINED = False
+
+
+def define_gin_flags():
+  flags.DEFINE_multi_string(
+      'gin_file', [], 'Gin experiment file(s), a path or a name under gin/ '
+      '(e.g. demo.gin, uci_gas.gin). Repeatable; later files override.')
+  flags.DEFINE_multi_string(
+      'gin_bindings', [], "Extra gin bindings, e.g. "
+      "--gin_bindings='TrainConfig.num_steps = 1000'. Repeatable.")
+
+
+def define_data_flags():
+  flags.DEFINE_string('data_path', None, 'Data file or directory (CSV, NPY, '
+                      'NPZ, idx directory, UCI directory), when the gin '
+                      'experiment reads one. Stored with the run.')
+  flags.DEFINE_string('test_data_path', None, 'Optional separate test file.')
+  flags.DEFINE_string('tfds_data_dir', None, 'tensorflow_datasets data_dir.')
+
+
+def quiet_tensorflow():
+  """Keeps TensorFlow's C++ start-up chatter off the terminal."""
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def run_guarded(fn):
+  """Runs ``fn``; a user mistake prints one line and exits with status 2."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  from pm_zoo.training.trainer import TrainingDivergedError  # pylint: disable=g-import-not-at-top
+  try:
+    return fn()
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except TrainingDivergedError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(3)
+
+
+def show_info_logs():
+  logging.set_verbosity(logging.INFO)

@@ -1,0 +1,201 @@
+"""Experiments: data + model + trainer, as run by ``pm-train`` and ``pm-eval``.
+
+This is the "task" layer (in Model Garden's sense): it knows how to load the
+data of a run, standardise it, build the model that the gin config describes,
+and hand them to the generic ``Trainer`` or to the evaluation task. The
+launchers in ``launch/`` only parse flags and call these functions.
+"""
+import os
+from typing import Dict, Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from pm_zoo import configs
+from pm_zoo import data as data_lib
+from pm_zoo import matching
+from pm_zoo import run_dir
+from pm_zoo.errors import UserError
+from pm_zoo.tasks import evaluation
+from pm_zoo.training import strategy as strategy_lib
+from pm_zoo.training import trainer as trainer_lib
+
+
+@gin.configurable
+def dataset(source: str = 'embedded_digits', tfds_name: Optional[str] = None,
+            image_size=None, test_fraction: float = 0.2, split_seed: int = 0,
+            max_examples: Optional[int] = None,
+            drop_columns: Sequence = ()) -> Dict:
+  """Which data an experiment uses (gin); file paths come from flags.
+
+  Returns the keyword arguments of ``pm_zoo.data.load_dataset`` except the
+  paths. See ``pm_zoo.data.KNOWN_SOURCES`` for the sources.
+  """
+  return dict(source=source, tfds_name=tfds_name, image_size=image_size,
+              test_fraction=test_fraction, split_seed=split_seed,
+              max_examples=max_examples, drop_columns=list(drop_columns))
+
+
+def data_options(model_dir: str, data_path: Optional[str] = None,
+                 test_data_path: Optional[str] = None,
+                 tfds_data_dir: Optional[str] = None) -> Dict:
+  """The data options of a run: gin's choice, the paths from flags.
+
+  Paths not given fall back to the ones the run stored in ``data.json``, so a
+  resumed run or ``pm-eval`` needs no data flags.
+  """
+  stored = run_dir.read_json(os.path.join(model_dir, run_dir.DATA)) or {}
+  options = dataset()
+  for key, value in (('path', data_path), ('test_path', test_data_path),
+                     ('tfds_data_dir', tfds_data_dir)):
+    options[key] = value if value else stored.get(key)
+  for key in ('path', 'test_path'):
+    if options[key]:
+      options[key] = os.path.abspath(options[key])
+  return options
+
+
+def load_standardized(options: Dict, model_dir: str, fit: bool
+                      ) -> (data_lib.DataSplits, data_lib.Standardizer):
+  """Loads the data and puts every split in the model's input space.
+
+  Tables are standardised with statistics of the TRAIN split, stored in the
+  run (``standardizer.json``) the first time and reused afterwards; images are
+  already in [0, 1] and pass unchanged.
+  """
+  splits = data_lib.load_dataset(**options)
+  path = os.path.join(model_dir, run_dir.STANDARDIZER)
+  if os.path.exists(path):
+    standardizer = data_lib.Standardizer.load(path)
+    if tuple(standardizer.feature_shape) != tuple(splits.feature_shape):
+      raise UserError(
+          f'the data has features of shape {splits.feature_shape} but the '
+          f'model in {model_dir} was trained on {standardizer.feature_shape}: '
+          'pass the data it was trained on, or a new --model_dir')
+  elif fit:
+    standardizer = (data_lib.Standardizer.from_data(splits.train)
+                    if splits.kind == 'table' else
+                    data_lib.Standardizer.identity(splits.feature_shape))
+  else:
+    raise UserError(f'{model_dir} has no {run_dir.STANDARDIZER}: it is not a '
+                    'trained pm_zoo run; pass the model_dir of pm-train')
+  transform = lambda a: None if a is None else np.asarray(
+      standardizer.transform(a), np.float32)
+  splits = data_lib.DataSplits(
+      name=splits.name, kind=splits.kind, train=transform(splits.train),
+      test=transform(splits.test), validation=transform(splits.validation),
+      train_labels=splits.train_labels, test_labels=splits.test_labels,
+      feature_names=splits.feature_names)
+  return splits, standardizer
+
+
+def build_model(feature_shape, strategy: tf.distribute.Strategy):
+  """The gin-configured ``PosteriorMatchingVAE``, built in the strategy scope."""
+  with strategy.scope():
+    model = matching.PosteriorMatchingVAE(feature_shape)
+    x = tf.zeros([2, *feature_shape])
+    model(x, tf.ones_like(x))
+  return model
+
+
+def model_spec(model, splits: data_lib.DataSplits) -> Dict:
+  """What a checkpoint of this run holds: data shape and variable shapes."""
+  return {
+      'kind': splits.kind,
+      'feature_shape': list(splits.feature_shape),
+      'latent_dim': model.latent_dim,
+      'variable_shapes': [v.shape.as_list() for v in model.variables],
+  }
+
+
+def train(model_dir: str, strategy_name: str = 'default',
+          tpu: Optional[str] = None, data_path: Optional[str] = None,
+          test_data_path: Optional[str] = None,
+          tfds_data_dir: Optional[str] = None,
+          vae_checkpoint: Optional[str] = None) -> Dict[str, float]:
+  """Trains the gin-configured experiment into ``model_dir`` (resumable)."""
+  strategy = strategy_lib.make_strategy(strategy_name, tpu)
+  config = trainer_lib.TrainConfig()
+  if vae_checkpoint:
+    config.vae_checkpoint = vae_checkpoint
+  options = data_options(model_dir, data_path, test_data_path, tfds_data_dir)
+  splits, standardizer = load_standardized(options, model_dir, fit=True)
+  model = build_model(splits.feature_shape, strategy)
+  spec = model_spec(model, splits)
+  run_dir.check_model_spec(model_dir, spec)
+  chief = strategy_lib.is_chief(strategy)
+  if chief:
+    os.makedirs(model_dir, exist_ok=True)
+    run_dir.write_json(os.path.join(model_dir, run_dir.MODEL_SPEC), spec)
+    run_dir.write_json(os.path.join(model_dir, run_dir.DATA), options)
+    standardizer.save(os.path.join(model_dir, run_dir.STANDARDIZER))
+    run_dir.write_text(os.path.join(model_dir, run_dir.CONFIG),
+                       gin.config_str())
+  if config.batch_size > len(splits.train):
+    raise UserError(f'TrainConfig.batch_size={config.batch_size} exceeds the '
+                    f'{len(splits.train)} training examples: lower it')
+  image_fn = None
+  if splits.kind == 'image' and chief and config.image_summary_every:
+    image_fn = evaluation.inpainting_summary_fn(model, splits.test[:8])
+  train_mask = config.train_mask
+  trainer = trainer_lib.Trainer(model, strategy, model_dir, config,
+                                image_summary_fn=image_fn)
+
+  def dataset_fn(start_step):
+    return data_lib.train_batches(
+        splits.train, config.batch_size, seed=config.seed,
+        start_step=start_step, mask_sampler=train_mask)
+
+  def write_operative_config():
+    if chief:
+      run_dir.write_text(os.path.join(model_dir, run_dir.OPERATIVE_CONFIG),
+                         gin.operative_config_str())
+
+  logging.info('training %s on %s: %d train / %d test examples of shape %s',
+               type(model.vae).__name__, splits.name, len(splits.train),
+               len(splits.test), splits.feature_shape)
+  return trainer.train(dataset_fn, on_first_step=write_operative_config)
+
+
+def restore_for_eval(model_dir: str, gin_bindings: Sequence[str] = ()):
+  """Parses the run's config and returns (model, step) restored from it."""
+  config_path = os.path.join(model_dir, run_dir.CONFIG)
+  if not os.path.exists(config_path):
+    raise UserError(f'{model_dir} holds no {run_dir.CONFIG}: pass the '
+                    '--model_dir of a pm-train run')
+  configs.parse([config_path], gin_bindings)
+  spec = run_dir.read_json(os.path.join(model_dir, run_dir.MODEL_SPEC))
+  strategy = tf.distribute.get_strategy()
+  model = build_model(spec['feature_shape'], strategy)
+  latest = tf.train.latest_checkpoint(
+      os.path.join(model_dir, trainer_lib.CHECKPOINT_SUBDIR))
+  if not latest:
+    raise UserError(f'{model_dir} has no checkpoint yet: train it with '
+                    'pm-train first')
+  step = tf.Variable(0, dtype=tf.int64)
+  tf.train.Checkpoint(model=model, global_step=step).restore(
+      latest).expect_partial().assert_existing_objects_matched()
+  return model, int(step.numpy())
+
+
+def evaluate(model_dir: str, data_path: Optional[str] = None,
+             test_data_path: Optional[str] = None,
+             tfds_data_dir: Optional[str] = None,
+             gin_bindings: Sequence[str] = ()) -> Dict:
+  """Evaluates the latest checkpoint; writes metrics.json (and figures)."""
+  model, step = restore_for_eval(model_dir, gin_bindings)
+  options = data_options(model_dir, data_path, test_data_path, tfds_data_dir)
+  splits, _ = load_standardized(options, model_dir, fit=False)
+  config = evaluation.EvalConfig()
+  figure = (os.path.join(model_dir, run_dir.FIGURES, 'inpainting.png')
+            if splits.kind == 'image' else None)
+  metrics = evaluation.evaluate_imputation(model, splits.test, splits.kind,
+                                           config, figure_path=figure)
+  result = {'dataset': splits.name, 'step': step,
+            'test_examples': int(min(len(splits.test),
+                                     config.max_examples or len(splits.test))),
+            **metrics}
+  run_dir.write_json(os.path.join(model_dir, run_dir.METRICS), result)
+  return result

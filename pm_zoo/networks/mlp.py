@@ -1,0 +1,69 @@
+"""Residual MLP backbone (the paper's tabular network)."""
+import math
+from typing import Optional, Sequence
+
+import gin
+import tensorflow as tf
+
+from pm_zoo.keras_api import keras
+
+
+class _ResidualBlock(keras.layers.Layer):
+  """h + W2 act(W1 act(norm(h))) (pre-activation), with optional dropout."""
+
+  def __init__(self, units, activation, layer_norm, dropout, **kwargs):
+    super().__init__(**kwargs)
+    self.norm = keras.layers.LayerNormalization() if layer_norm else None
+    self.dense1 = keras.layers.Dense(units)
+    self.dense2 = keras.layers.Dense(units)
+    self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
+    self.activation = keras.activations.get(activation)
+
+  def call(self, h, training=False):
+    y = self.norm(h) if self.norm is not None else h
+    y = self.dense1(self.activation(y))
+    if self.dropout is not None:
+      y = self.dropout(y, training=training)
+    y = self.dense2(self.activation(y))
+    return h + y
+
+
+@gin.configurable
+class ResidualMLP(keras.layers.Layer):
+  """Maps any input ``[B, ...]`` (flattened) to ``[B, *output_shape]``.
+
+  ``Dense(units) -> num_blocks x residual block -> act -> Dense(prod(output_shape))``.
+  The paper's UCI models use units=256 with 2 blocks (MINIBOONE: 5 blocks with
+  LayerNorm and dropout 0.5).
+
+  Args:
+    output_shape: shape of one output (e.g. a head's ``params_shape``).
+    units: width of every hidden layer.
+    num_blocks: number of residual blocks.
+    layer_norm: LayerNorm at the start of each block.
+    dropout: dropout rate inside each block (training only).
+    activation: hidden activation.
+  """
+
+  def __init__(self, output_shape: Sequence[int], units: int = 256,
+               num_blocks: int = 2, layer_norm: bool = False,
+               dropout: float = 0.0, activation: str = 'relu', **kwargs):
+    super().__init__(**kwargs)
+    self.out_shape = tuple(int(s) for s in output_shape)
+    self.flatten = keras.layers.Flatten()
+    self.input_dense = keras.layers.Dense(units)
+    self.blocks = [
+        _ResidualBlock(units, activation, layer_norm, dropout,
+                       name=f'block_{i}') for i in range(num_blocks)]
+    self.final_norm = keras.layers.LayerNormalization() if layer_norm else None
+    self.activation = keras.activations.get(activation)
+    self.output_dense = keras.layers.Dense(int(math.prod(self.out_shape)))
+
+  def call(self, inputs, training=False):
+    h = self.input_dense(self.flatten(inputs))
+    for block in self.blocks:
+      h = block(h, training=training)
+    if self.final_norm is not None:
+      h = self.final_norm(h)
+    out = self.output_dense(self.activation(h))
+    return tf.reshape(out, [-1, *self.out_shape])

