@@ -9,6 +9,7 @@ anywhere.
 import os
 from typing import List, Sequence
 
+from absl import logging
 import gin
 
 from pm_zoo.errors import UserError
@@ -20,7 +21,9 @@ def search_paths() -> List[str]:
   """Folders holding the shipped .gin files (installed, then source tree)."""
   candidates = [os.path.join(_PACKAGE_DIR, 'configs'),
                 os.path.join(os.path.dirname(_PACKAGE_DIR), 'gin')]
-  return [p for p in candidates if os.path.isdir(p)]
+  # demo.gin marks a folder of ours (site-packages/gin is gin-config itself).
+  return [p for p in candidates
+          if os.path.isfile(os.path.join(p, 'demo.gin'))]
 
 
 def shipped_gin_files() -> List[str]:
@@ -69,9 +72,14 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     if root not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
       gin.add_config_file_search_path(root)
   files = [resolve(f) for f in gin_files]
+  # gin logs an error for every search-path prefix an include is not under.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings),
                                         finalize_config=finalize)
   except (ValueError, KeyError, SyntaxError, IOError, TypeError) as e:
     message = ' '.join(str(e).split())
     raise UserError(f'bad gin configuration: {message[:400]}') from e
+  finally:
+    logging.set_verbosity(verbosity)
