@@ -40,6 +40,9 @@ setuptools.setup(
         'tf-keras>=2.16,<2.19',
         'tensorflow-probability>=0.24,<0.26',
         'tensorflow-datasets>=4.9,<5',
+        # tensorflow-metadata 1.17+ needs protobuf 6, which TF 2.18 does not
+        # allow; without this pin `import tensorflow_datasets` is broken.
+        'tensorflow-metadata>=1.14,<1.17',
         'gin-config>=0.5,<0.6',
         'absl-py>=1.0',
         'numpy>=1.23,<2.1',

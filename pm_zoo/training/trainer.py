@@ -158,11 +158,10 @@ class Trainer:
               for k, v in terms.items()}
     return grads, totals
 
-  def _replica_step(self, batch):
+  def _replica_step(self, batch, step):
     cfg = self.config
     ctx = tf.distribute.get_replica_context()
     replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-    step = batch['step']
     # TFP takes stateless seeds as int32 pairs.
     seed = tf.cast(tf.stack([tf.constant(cfg.seed + 7919, tf.int64),
                              step * ctx.num_replicas_in_sync + replica_id]),
@@ -188,8 +187,10 @@ class Trainer:
     return tf.constant(True)
 
   def _step(self, batch):
+    # The step being taken; the dataset's k-th batch is step start + k.
+    step = tf.identity(self.global_step)
     grads, totals, finite = self.strategy.run(self._replica_step,
-                                              args=(batch,))
+                                              args=(batch, step))
     # Every replica holds the same all-reduced values; take the first.
     first = lambda v: self.strategy.experimental_local_results(v)[0]
     finite = first(finite) > 0.5
@@ -217,8 +218,11 @@ class Trainer:
       logging.info('nothing to do: the run is at step %d of %d', start,
                    cfg.num_steps)
       return {}
-    dist_dataset = self.strategy.experimental_distribute_dataset(
-        dataset_fn(start))
+    # The scalar 'step' cannot be split across replicas: drop it; the trainer
+    # counts steps itself (batch k of the dataset is step start + k).
+    dataset = dataset_fn(start).map(
+        lambda b: {'x': b['x'], 'mask': b['mask']})
+    dist_dataset = self.strategy.experimental_distribute_dataset(dataset)
     iterator = iter(dist_dataset)
     consecutive_nonfinite = 0
     last = {}
