@@ -2,10 +2,12 @@
 import os
 import sys
 
+from absl import app
 from absl import flags
 from absl import logging
 
 GIN_FLAGS_DEFINED = False
+_HELP_ARGS = ('-h', '--help', '-help', '--helpshort', '-helpshort', '-?')
 
 
 def define_gin_flags():
@@ -48,3 +50,28 @@ def run_guarded(fn):
 
 def show_info_logs():
   logging.set_verbosity(logging.INFO)
+
+
+def run_app(main, module_name):
+  """``app.run(main)`` with a --help that describes the launcher.
+
+  absl's own --help prints the docstring and flags of ``__main__``, which for
+  the console scripts ``pm-train``/``pm-eval`` is pip's wrapper (no docstring,
+  no flags), and exits with status 1. This one prints the launcher's docstring
+  and flags and exits with status 0.
+
+  Args:
+    main: the launcher's ``main(argv)``.
+    module_name: ``__name__`` of the launcher module.
+  """
+  args = sys.argv[1:]
+  if '--' in args:
+    args = args[:args.index('--')]
+  if any(arg in _HELP_ARGS for arg in args):
+    module = sys.modules[module_name]
+    print((module.__doc__ or '').strip() + '\n')
+    print(flags.FLAGS.module_help(module))
+    print(flags.FLAGS.module_help(sys.modules[__name__]))
+    print('\nTry --helpfull to get a list of all flags.')
+    sys.exit(0)
+  app.run(main)

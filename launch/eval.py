@@ -42,7 +42,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  common.run_app(main, __name__)
 
 
 if __name__ == '__main__':
