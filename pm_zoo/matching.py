@@ -116,9 +116,14 @@ class PosteriorMatchingVAE(keras.Model):
 
   def per_example_losses(self, x: tf.Tensor, mask: tf.Tensor,
                          kl_weight: tf.Tensor, objective: str = 'joint',
-                         training: bool = True,
-                         seed=None) -> Dict[str, tf.Tensor]:
+                         training: bool = True, seed=None,
+                         noise=None) -> Dict[str, tf.Tensor]:
     """Every term of the objective, per example (shape [B]).
+
+    One z per row is drawn from q_psi(z | x): with ``noise`` (standard normal,
+    [B, latent_dim]) as ``z = mu + L noise``, so that the draw belongs to the
+    example and not to the device that processes it (every strategy then
+    computes the same numbers); otherwise with the stateless ``seed``.
 
     Returns a dict with ``loss`` (what is minimised), ``elbo``,
     ``log_likelihood`` (E_q log p(x|z), one sample), ``kl`` and ``pm_loss``.
@@ -128,7 +133,10 @@ class PosteriorMatchingVAE(keras.Model):
       raise UserError(f'unknown objective {objective!r}; use one of '
                       f'{list(OBJECTIVES)}')
     posterior = self.vae.encode(x, training=training and objective != 'partial')
-    z = posterior.sample(seed=seed)
+    if noise is not None:
+      z = posterior.loc + posterior.scale.matvec(noise)
+    else:
+      z = posterior.sample(seed=seed)
     log_likelihood = self.vae.decode(
         z, training=training and objective != 'partial').log_prob(x)
     kl = tfd.kl_divergence(posterior, self.vae.prior())

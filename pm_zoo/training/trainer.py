@@ -150,7 +150,8 @@ class Trainer:
     with tf.GradientTape() as tape:
       terms = self.model.per_example_losses(
           batch['x'], batch['mask'], kl_weight,
-          objective=self.config.objective, training=True, seed=seed)
+          objective=self.config.objective, training=True, seed=seed,
+          noise=batch['noise'])
       loss = tf.reduce_sum(terms['loss']) / self.config.batch_size
     grads = tape.gradient(loss, self.variables,
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -219,9 +220,19 @@ class Trainer:
                    cfg.num_steps)
       return {}
     # The scalar 'step' cannot be split across replicas: drop it; the trainer
-    # counts steps itself (batch k of the dataset is step start + k).
-    dataset = dataset_fn(start).map(
-        lambda b: {'x': b['x'], 'mask': b['mask']})
+    # counts steps itself (batch k of the dataset is step start + k). The
+    # latent noise is drawn per global batch here, so each example keeps its
+    # draw whichever replica processes it.
+    latent_dim = self.model.latent_dim
+    noise_seed = tf.constant(cfg.seed + 7919, tf.int64)
+
+    def add_noise(batch):
+      shape = [cfg.batch_size, latent_dim]
+      noise = tf.random.stateless_normal(
+          shape, seed=tf.stack([noise_seed, batch['step']]), alg='philox')
+      return {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
+
+    dataset = dataset_fn(start).map(add_noise)
     dist_dataset = self.strategy.experimental_distribute_dataset(dataset)
     iterator = iter(dist_dataset)
     consecutive_nonfinite = 0
@@ -265,7 +276,10 @@ class Trainer:
           self.is_chief and done % cfg.image_summary_every == 0):
         with self.writer.as_default(step=done):
           tf.summary.image('inpainting', self.image_summary_fn(), step=done)
-      if done % cfg.checkpoint_every == 0 or done == cfg.num_steps:
+      # No checkpoint inside a run of non-finite steps: the last one saved
+      # stays the last healthy state.
+      if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
+          and consecutive_nonfinite == 0):
         self.manager.save(checkpoint_number=done)
     self.writer.flush()
     last.setdefault('loss', float(metrics['loss']))

@@ -1,0 +1,126 @@
+"""The trainer: strategies agree, resume is exact, bad steps are skipped."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pm_zoo import masks
+from pm_zoo.data import train_batches
+from pm_zoo.errors import UserError
+from pm_zoo.training import trainer as trainer_lib
+from test_matching import make_model
+
+ROWS, FEATURES, BATCH = 64, 4, 16
+
+
+def table():
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(ROWS, 2))
+  return (z @ rng.normal(size=(2, FEATURES))).astype(np.float32)
+
+
+def config(**overrides):
+  values = dict(num_steps=6, batch_size=BATCH, learning_rate=1e-2,
+                train_mask=masks.BernoulliMask(0.5), checkpoint_every=3,
+                log_every=3, summary_every=3, image_summary_every=0)
+  values.update(overrides)
+  return trainer_lib.TrainConfig(**values)
+
+
+def make_trainer(model_dir, cfg, strategy=None, init_weights=None):
+  strategy = strategy or tf.distribute.get_strategy()
+  with strategy.scope():
+    model = make_model()
+  if init_weights is not None:
+    model.set_weights(init_weights)
+  return trainer_lib.Trainer(model, strategy, str(model_dir), cfg)
+
+
+def dataset_fn(cfg, x=None):
+  x = table() if x is None else x
+  return lambda start: train_batches(x, cfg.batch_size, seed=cfg.seed,
+                                     start_step=start,
+                                     mask_sampler=cfg.train_mask)
+
+
+@pytest.fixture(scope='module')
+def init_weights():
+  return make_model().get_weights()
+
+
+def test_two_mirrored_devices_match_one_device(tmp_path, init_weights):
+  cfg = config()
+  single = make_trainer(tmp_path / 'one', cfg, init_weights=init_weights)
+  single_metrics = single.train(dataset_fn(cfg))
+  mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+  assert mirrored.num_replicas_in_sync == 2
+  double = make_trainer(tmp_path / 'two', cfg, strategy=mirrored,
+                        init_weights=init_weights)
+  double_metrics = double.train(dataset_fn(cfg))
+  assert int(double.global_step.numpy()) == cfg.num_steps
+  assert single_metrics['loss'] == pytest.approx(double_metrics['loss'],
+                                                 rel=1e-4)
+  for a, b in zip(single.model.get_weights(), double.model.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  moved = [not np.allclose(a, b) for a, b in
+           zip(init_weights, single.model.get_weights())]
+  assert all(moved[:-1])  # every layer trained
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, init_weights):
+  straight = make_trainer(tmp_path / 'a', config(), init_weights=init_weights)
+  straight.train(dataset_fn(config()))
+  # The same run, stopped at step 3 and started again in a new trainer.
+  first = make_trainer(tmp_path / 'b', config(num_steps=3),
+                       init_weights=init_weights)
+  first.train(dataset_fn(config()))
+  second = make_trainer(tmp_path / 'b', config())
+  assert second.restore_or_initialize() == 3
+  second.train(dataset_fn(config()))
+  assert int(second.global_step.numpy()) == 6
+  for a, b in zip(straight.model.get_weights(), second.model.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nonfinite_steps_are_skipped_then_stop(tmp_path, init_weights):
+  cfg = config(num_steps=3)
+  run = make_trainer(tmp_path, cfg, init_weights=init_weights)
+  run.train(dataset_fn(cfg))
+  good = run.model.get_weights()
+  iterations = int(run.optimizer.iterations.numpy())
+  bad = table()
+  bad[:] = np.nan
+  cfg = config(num_steps=20, max_consecutive_nonfinite=4)
+  resumed = make_trainer(tmp_path, cfg)
+  with pytest.raises(trainer_lib.TrainingDivergedError, match='4 non-finite'):
+    resumed.train(dataset_fn(cfg, bad))
+  assert int(resumed.nonfinite_steps.numpy()) == 4
+  assert int(resumed.optimizer.iterations.numpy()) == iterations
+  for a, b in zip(good, resumed.model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  latest = tf.train.latest_checkpoint(os.path.join(tmp_path, 'checkpoints'))
+  assert latest.endswith('ckpt-3')
+
+
+def test_frozen_vae_mode_restores_and_keeps_the_vae(tmp_path, init_weights):
+  vae_run = make_trainer(tmp_path / 'vae', config(objective='vae'),
+                         init_weights=init_weights)
+  vae_run.train(dataset_fn(config()))
+  trained_vae = vae_run.model.vae.get_weights()
+  cfg = config(objective='partial', vae_checkpoint=str(tmp_path / 'vae'))
+  partial = make_trainer(tmp_path / 'pm', cfg)
+  partial_before = partial.model.partial_encoder.get_weights()
+  partial.train(dataset_fn(cfg))
+  for a, b in zip(trained_vae, partial.model.vae.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  changed = [not np.array_equal(a, b) for a, b in zip(
+      partial_before, partial.model.partial_encoder.get_weights())]
+  assert all(changed)
+  with pytest.raises(UserError, match='vae_checkpoint'):
+    make_trainer(tmp_path / 'none', config(objective='partial')
+                 ).restore_or_initialize()
+  with pytest.raises(UserError, match='no checkpoint'):
+    make_trainer(tmp_path / 'x', config(
+        objective='partial', vae_checkpoint=str(tmp_path / 'none'))
+                 ).restore_or_initialize()
