@@ -1,0 +1,75 @@
+"""Every shipped gin file parses, and every experiment builds its model."""
+import gin
+import pytest
+import tensorflow as tf
+
+from pm_zoo import configs
+from pm_zoo import experiment
+from pm_zoo import matching
+from pm_zoo.tasks import evaluation
+from pm_zoo.training import trainer
+
+SHIPPED = configs.shipped_gin_files()
+EXPERIMENTS = [f for f in SHIPPED if not f.startswith(('models/', 'training/'))]
+
+
+def test_the_experiment_files_are_all_there():
+  for name in ('demo.gin', 'mnist.gin', 'uci_power.gin', 'uci_gas.gin',
+               'uci_hepmass.gin', 'uci_miniboone.gin', 'uci_bsds.gin',
+               'table.gin', 'tiny/table.gin', 'tiny/image.gin'):
+    assert name in SHIPPED
+
+
+def _feature_shape():
+  encoder = str(gin.query_parameter('GaussianVAE.encoder_network'))
+  if 'ConvEncoder' not in encoder:
+    return (6,)
+  return (8, 8, 1) if experiment.dataset()['source'] == 'sklearn_digits' else (
+      28, 28, 1)
+
+
+@pytest.mark.parametrize('name', SHIPPED)
+def test_gin_file_parses(name):
+  configs.parse([name])
+  assert gin.config_str()  # it bound something
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_experiment_builds_its_model(name):
+  configs.parse([name])
+  cfg = trainer.TrainConfig()
+  assert cfg.num_steps > 0 and cfg.batch_size > 0
+  assert cfg.train_mask is not None
+  evaluation.EvalConfig()
+  shape = _feature_shape()
+  model = matching.PosteriorMatchingVAE(shape)
+  x = tf.zeros([2, *shape])
+  model(x, tf.ones_like(x))
+  assert model.count_params() > 0
+
+
+def test_uci_experiments_carry_the_papers_hyperparameters():
+  configs.parse(['uci_miniboone.gin'])
+  cfg = trainer.TrainConfig()
+  assert (cfg.num_steps, cfg.batch_size) == (200000, 512)
+  assert gin.query_parameter('GaussianVAE.latent_dim') == 32
+  assert gin.query_parameter('ResidualMLP.num_blocks') == 5
+  assert gin.query_parameter('ResidualMLP.layer_norm')
+  assert gin.query_parameter('ResidualMLP.dropout') == 0.5
+  assert gin.query_parameter('PosteriorMatchingVAE.stop_gradient')
+  configs.parse(['uci_bsds.gin'])
+  assert gin.query_parameter('GaussianVAE.latent_dim') == 64
+  configs.parse(['uci_gas.gin'])
+  assert gin.query_parameter('GaussianVAE.latent_dim') == 16
+  assert gin.query_parameter('ResidualMLP.units') == 256
+  assert gin.query_parameter('ResidualMLP.num_blocks') == 2
+
+
+def test_mnist_experiment_carries_the_papers_model():
+  configs.parse(['mnist.gin'])
+  assert gin.query_parameter('GaussianVAE.latent_dim') == 32
+  assert tuple(gin.query_parameter('ConvEncoder.layers')) == (
+      (32, 5, 1), (32, 5, 2), (64, 5, 1), (64, 5, 2), (128, 7, 1))
+  cfg = trainer.TrainConfig()
+  assert (cfg.num_steps, cfg.batch_size) == (80000, 256)
+  assert not gin.query_parameter('PosteriorMatchingVAE.stop_gradient')
