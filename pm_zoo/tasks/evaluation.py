@@ -11,6 +11,7 @@ import dataclasses
 import os
 from typing import Callable, Dict, Optional
 
+from absl import logging
 import gin
 import numpy as np
 
@@ -81,6 +82,10 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
       values.append(metrics_lib.psnr(test, mean))
     else:
       values.append(metrics_lib.nrmse(test, mean, mask))
+    logging.info('evaluation trial %d/%d: %s %.4f on %d examples',
+                 trial + 1, config.trials,
+                 'psnr' if kind == 'image' else 'nrmse', values[-1],
+                 len(test))
     if trial == 0 and kind == 'image' and figure_path:
       n = min(config.figure_examples, len(test))
       samples = imputer.samples(test[:n], mask[:n],
