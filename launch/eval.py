@@ -24,6 +24,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   common.quiet_tensorflow()
+  common.show_info_logs()
 
   def run():
     # pylint: disable=g-import-not-at-top
