@@ -33,11 +33,7 @@ def main(argv):
     metrics = experiment.evaluate(
         FLAGS.model_dir, FLAGS.data_path, FLAGS.test_data_path,
         FLAGS.tfds_data_dir, FLAGS.gin_bindings)
-    print(f"{metrics['dataset']}: step {metrics['step']}, "
-          f"{metrics['test_examples']} test examples")
-    print(evaluation.format_table(
-        {k: v for k, v in metrics.items() if isinstance(v, dict)}))
-    print(f'metrics written to {FLAGS.model_dir}/metrics.json')
+    print(evaluation.format_report(metrics, FLAGS.model_dir))
 
   common.run_guarded(run)
 

@@ -51,9 +51,7 @@ def main(argv):
             f"({result.get('nonfinite_steps', 0)} non-finite steps skipped)")
     if FLAGS.evaluate:
       metrics = experiment.evaluate(FLAGS.model_dir)
-      print(evaluation.format_table(
-          {k: v for k, v in metrics.items() if isinstance(v, dict)}))
-      print(f'metrics written to {FLAGS.model_dir}/metrics.json')
+      print(evaluation.format_report(metrics, FLAGS.model_dir))
 
   common.run_guarded(run)
 

@@ -120,3 +120,12 @@ def format_table(metrics: Dict[str, Dict[str, float]]) -> str:
       lines.append(f'{name:<16}{m["mean"]:>12.4f}{m["std"]:>12.4f}'
                    f'{m["trials"]:>8d}')
   return '\n'.join(lines)
+
+
+def format_report(metrics: Dict, model_dir: str) -> str:
+  """What the launchers print after an evaluation (see ``experiment.evaluate``)."""
+  head = (f"{metrics['dataset']}: step {metrics['step']}, "
+          f"{metrics['test_examples']} test examples")
+  table = format_table({k: v for k, v in metrics.items()
+                        if isinstance(v, dict)})
+  return f'{head}\n{table}\nmetrics written to {model_dir}/metrics.json'
