@@ -8,6 +8,19 @@ import tensorflow as tf
 from pm_zoo.keras_api import keras
 
 
+def activation_fn(name: str):
+  """The Keras activation ``name``, with relu computed as ``max(x, 0)``.
+
+  TF 2.18's oneDNN graph rewriter mis-fuses MatMul + BiasAdd + Relu when the
+  BiasAdd output also feeds the residual Add: it logs "empty op name" errors
+  and drops its rewrites for the whole graph. ``max(x, 0)`` is the same
+  function and does not match that pattern.
+  """
+  if name == 'relu':
+    return lambda t: tf.maximum(t, 0.0)
+  return keras.activations.get(name)
+
+
 class _ResidualBlock(keras.layers.Layer):
   """h + W2 act(W1 act(norm(h))) (pre-activation), with optional dropout."""
 
@@ -17,7 +30,7 @@ class _ResidualBlock(keras.layers.Layer):
     self.dense1 = keras.layers.Dense(units)
     self.dense2 = keras.layers.Dense(units)
     self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
-    self.activation = keras.activations.get(activation)
+    self.activation = activation_fn(activation)
 
   def call(self, h, training=False):
     y = self.norm(h) if self.norm is not None else h
@@ -56,7 +69,7 @@ class ResidualMLP(keras.layers.Layer):
         _ResidualBlock(units, activation, layer_norm, dropout,
                        name=f'block_{i}') for i in range(num_blocks)]
     self.final_norm = keras.layers.LayerNormalization() if layer_norm else None
-    self.activation = keras.activations.get(activation)
+    self.activation = activation_fn(activation)
     self.output_dense = keras.layers.Dense(int(math.prod(self.out_shape)))
 
   def call(self, inputs, training=False):
