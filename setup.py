@@ -31,8 +31,8 @@ setuptools.setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.9',
     packages=(setuptools.find_packages(include=['pm_zoo', 'pm_zoo.*'])
-              + ['pm_zoo.launch'] + gin_packages),
-    package_dir={'pm_zoo.launch': 'launch', **gin_dirs},
+              + gin_packages),
+    package_dir=gin_dirs,
     package_data=gin_data,
     install_requires=[
         # Tested with tensorflow 2.18.1, tf-keras 2.18.0, tfp 0.25.0.

@@ -1,5 +1,5 @@
-"""Thin absl launchers: parse flags, load gin, call the library.
+"""Launchers for a source checkout: ``python -m launch.train``, ``python -m launch.eval``.
 
-Installed as ``pm_zoo.launch`` (console scripts ``pm-train``, ``pm-eval``);
-from a source checkout run them as ``python -m launch.train``.
+Each is a shim over ``pm_zoo.launch`` (the console scripts' modules), so the
+flags and behaviour are the same whichever way a launcher is started.
 """
