@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that compare methods side by side and print a table."""

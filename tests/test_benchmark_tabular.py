@@ -1,0 +1,102 @@
+"""benchmarks/tabular.py on a tiny run: every method scored on pm-eval's masks."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import conftest
+
+REPO = conftest.REPO
+if REPO not in sys.path:  # benchmarks/ is a source-tree folder, not installed
+  sys.path.insert(0, REPO)
+from benchmarks import tabular  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """A tiny tabular pm-train run plus what pm-eval wrote for it."""
+  root = tmp_path_factory.mktemp('bench')
+  csv = root / 'linear.csv'
+  conftest.write_linear_table(csv)
+  model_dir = str(root / 'run')
+  subprocess.run(
+      [sys.executable, '-m', 'launch.train', '--gin_file=tiny/table.gin',
+       f'--data_path={csv}', f'--model_dir={model_dir}', '--noevaluate'],
+      cwd=REPO, env=conftest.launcher_env(), check=True, capture_output=True)
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import experiment
+  metrics = experiment.evaluate(model_dir)  # pm-eval, in process
+  return model_dir, metrics, root
+
+
+def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
+  model_dir, metrics, root = tiny_run
+  assert metrics['nrmse']['trials'] == 2  # tiny/table.gin's EvalConfig
+  output = str(root / 'bench.json')
+  tables = tabular.main([f'--model_dir={model_dir}', '--trials=2',
+                         f'--output={output}'])
+  printed = capsys.readouterr().out
+  with open(output) as f:
+    written = json.load(f)
+  assert written == json.loads(json.dumps(tables))
+  (name, rows), = written.items()
+  assert name == 'linear'
+  assert set(rows) == {'pm-full-covariance-gaussian', 'mean', 'knn',
+                       'iterative-bayesridge', 'iterative-extratrees'}
+  for method, row in rows.items():
+    assert method in printed
+    assert math.isfinite(row['nrmse_mean']) and row['nrmse_mean'] > 0
+    assert math.isfinite(row['nrmse_std']) and len(row['nrmse_trials']) == 2
+    assert row['ll_mean'] is None and row['impute_seconds'] >= 0
+    assert (row['fit_seconds'] is None) == method.startswith('pm-')
+  # The same masks went to every method.
+  assert len({row['masks_sha256'] for row in rows.values()}) == 1
+  # A correlated linear table: regression beats the column means (there
+  # ~0.78 vs ~1.0; exact Gaussian conditioning gets ~0.76).
+  assert (rows['iterative-bayesridge']['nrmse_mean'] <
+          0.85 * rows['mean']['nrmse_mean'])
+  # PM's row is pm-eval's number: same rows, masks and sampling seeds.
+  pm = rows['pm-full-covariance-gaussian']
+  assert pm['nrmse_mean'] == pytest.approx(metrics['nrmse']['mean'], abs=1e-6)
+  assert pm['nrmse_std'] == pytest.approx(metrics['nrmse']['std'], abs=1e-6)
+
+
+def test_trial_masks_are_pm_eval_masks(tiny_run):
+  model_dir, _, _ = tiny_run
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import experiment
+  from pm_zoo import masks as masks_lib
+  from pm_zoo.tasks import evaluation
+  experiment.restore_for_eval(model_dir)
+  config = evaluation.EvalConfig()
+  first = tabular.trial_masks(config, (5,), 80, 3)
+  again = tabular.trial_masks(config, (5,), 80, 3)
+  assert tabular.masks_digest(first) == tabular.masks_digest(again)
+  for t, mask in enumerate(first):
+    np.testing.assert_array_equal(mask, again[t])
+    np.testing.assert_array_equal(mask, masks_lib.make_eval_masks(
+        masks_lib.BernoulliMask(0.5), [5], 80, seed=config.seed + t))
+  assert not np.array_equal(first[0], first[1])
+  assert 0.3 < first[0].mean() < 0.7
+
+
+def test_cli_rejects_bad_flags_in_one_line(tiny_run, capsys):
+  model_dir, _, _ = tiny_run
+  with pytest.raises(SystemExit) as exit_info:
+    tabular.main([f'--model_dir={model_dir}', '--methods=mean,missforest'])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and 'missforest' in err
+  with pytest.raises(SystemExit):
+    tabular.main([f'--model_dir={model_dir}', '--name=a', '--name=b'])
+  assert 'one --name per --model_dir' in capsys.readouterr().err
+
+
+def test_kebab_names():
+  assert tabular.kebab('FullCovarianceGaussian') == 'full-covariance-gaussian'
+  assert tabular.kebab('MAFPosterior') == 'maf-posterior'
+  assert tabular.kebab('Gaussian') == 'gaussian'
