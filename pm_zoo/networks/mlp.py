@@ -56,11 +56,15 @@ class ResidualMLP(keras.layers.Layer):
     layer_norm: LayerNorm at the start of each block.
     dropout: dropout rate inside each block (training only).
     activation: hidden activation.
+    output_initializer: initializer of the output layer's kernel; 'zeros'
+      starts a distribution head at its bias (e.g. N(0, c I)) instead of at a
+      random, often badly conditioned, distribution.
   """
 
   def __init__(self, output_shape: Sequence[int], units: int = 256,
                num_blocks: int = 2, layer_norm: bool = False,
-               dropout: float = 0.0, activation: str = 'relu', **kwargs):
+               dropout: float = 0.0, activation: str = 'relu',
+               output_initializer: str = 'glorot_uniform', **kwargs):
     super().__init__(**kwargs)
     self.out_shape = tuple(int(s) for s in output_shape)
     self.flatten = keras.layers.Flatten()
@@ -70,7 +74,8 @@ class ResidualMLP(keras.layers.Layer):
                        name=f'block_{i}') for i in range(num_blocks)]
     self.final_norm = keras.layers.LayerNormalization() if layer_norm else None
     self.activation = activation_fn(activation)
-    self.output_dense = keras.layers.Dense(int(math.prod(self.out_shape)))
+    self.output_dense = keras.layers.Dense(
+        int(math.prod(self.out_shape)), kernel_initializer=output_initializer)
 
   def call(self, inputs, training=False):
     h = self.input_dense(self.flatten(inputs))
