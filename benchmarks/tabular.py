@@ -45,8 +45,8 @@ is ``IterativeImputer.transform``): the usual ``max_iter=10``. It matters:
 on MINIBOONE BayesianRidge scores NRMSE 0.764 after sklearn's single pass,
 0.587 after 10 and 0.580 after 30.
 
-Times: ``fit_seconds`` is one fit on the train split (null for pm: the
-training time is not recorded in a run yet); ``impute_seconds`` is the mean
+Times: ``fit_seconds`` is one fit on the train split (for pm: the training
+time recorded in the run's training.json, null if absent); ``impute_seconds`` is the mean
 over trials of imputing the whole test set once (pm's first trial includes
 tracing its tf.function).
 
@@ -222,6 +222,7 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
   # pylint: disable=g-import-not-at-top
   from pm_zoo import experiment
   from pm_zoo import metrics as metrics_lib
+  from pm_zoo import run_dir
   from pm_zoo.errors import UserError
   from pm_zoo.tasks import evaluation
   model, step = experiment.restore_for_eval(model_dir)
@@ -252,6 +253,9 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
     imputer = make_method(method, model, config, n_jobs)
     key = pm_method_name(model) if method == 'pm' else method
     fit_seconds = None
+    if method == 'pm':
+      trained = run_dir.read_json(os.path.join(model_dir, run_dir.TRAINING))
+      fit_seconds = trained and trained.get('seconds')
     if imputer.fits:
       start = time.perf_counter()
       imputer.fit(train)

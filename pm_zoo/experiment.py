@@ -156,7 +156,23 @@ def train(model_dir: str, strategy_name: str = 'default',
   logging.info('training %s on %s: %d train / %d test examples of shape %s',
                type(model.vae).__name__, splits.name, len(splits.train),
                len(splits.test), splits.feature_shape)
-  return trainer.train(dataset_fn, on_first_step=write_operative_config)
+  result = trainer.train(dataset_fn, on_first_step=write_operative_config)
+  if chief and result:
+    record_training(model_dir, config.num_steps, result)
+  return result
+
+
+def record_training(model_dir: str, step: int, result: Dict) -> None:
+  """Adds this segment's wall time to ``training.json`` (resumes sum up)."""
+  path = os.path.join(model_dir, run_dir.TRAINING)
+  previous = run_dir.read_json(path) or {}
+  run_dir.write_json(path, {
+      'step': step,
+      'seconds': previous.get('seconds', 0.0) + result.get('seconds', 0.0),
+      'segments': previous.get('segments', 0) + 1,
+      'nonfinite_steps': result.get('nonfinite_steps', 0),
+      'final_loss': result.get('loss'),
+  })
 
 
 def restore_for_eval(model_dir: str, gin_bindings: Sequence[str] = ()):

@@ -3,7 +3,8 @@
 A run directory holds ``config.gin`` (every binding, to rebuild the model),
 ``operative_config.gin`` (the bindings actually used), ``data.json`` (where the
 data came from), ``standardizer.json`` (feature statistics of the train split),
-``model_spec.json`` (what the checkpoints hold), ``checkpoints/``, ``train/``
+``model_spec.json`` (what the checkpoints hold), ``training.json`` (steps
+and seconds trained, summed over resumed segments), ``checkpoints/``, ``train/``
 summaries, ``metrics.json`` and ``figures/``.
 """
 import json
@@ -19,6 +20,7 @@ DATA = 'data.json'
 STANDARDIZER = 'standardizer.json'
 MODEL_SPEC = 'model_spec.json'
 METRICS = 'metrics.json'
+TRAINING = 'training.json'
 FIGURES = 'figures'
 
 
