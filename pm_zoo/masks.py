@@ -27,6 +27,7 @@ The paper's MNIST training distribution is :func:`mnist_mixture_mask`.
 :func:`make_eval_masks` draws a fixed NumPy set of test masks so that every
 method is evaluated on identical masks.
 """
+import functools
 import math
 import numbers
 import operator
@@ -576,6 +577,12 @@ def mnist_mixture_mask():
   return MixtureMask(components, [2, 1, 1, 1, 1, 2, 2])
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_draw(mask_dist, shape):
+  """One compiled sampler per (distribution, shape), reused across calls."""
+  return tf.function(lambda s: mask_dist(list(shape), s), autograph=False)
+
+
 def make_eval_masks(mask_dist, feature_shape, num_rows, seed, batch_size=1024):
   """Draws a fixed set of test masks, so every method sees the same masks.
 
@@ -611,8 +618,7 @@ def make_eval_masks(mask_dist, feature_shape, num_rows, seed, batch_size=1024):
     base = tf.constant([0, int(seed)], tf.int64)
   else:
     base = _check_seed(seed, who)
-  shape = [batch_size] + feature_shape
-  draw = tf.function(lambda s: mask_dist(shape, s), autograph=False)
+  draw = _compiled_draw(mask_dist, tuple([batch_size] + feature_shape))
   chunks = []
   for i in range(-(-num_rows // batch_size)):
     chunks.append(draw(_fold(base, i)).numpy())
