@@ -63,11 +63,17 @@ def register_configurables() -> None:
   from pm_zoo.training import schedules, trainer
 
 
+def reset() -> None:
+  """Unlocks (a finalized parse locks it) and clears the gin config."""
+  gin.config._set_config_is_locked(False)  # pylint: disable=protected-access
+  gin.clear_config()
+
+
 def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
           finalize: bool = True) -> None:
   """Clears gin, then parses the files and bindings; errors become one line."""
   register_configurables()
-  gin.clear_config()
+  reset()
   for root in search_paths():
     if root not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
       gin.add_config_file_search_path(root)

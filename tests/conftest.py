@@ -12,6 +12,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+from pm_zoo import configs  # pylint: disable=g-import-not-at-top
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _cpus = tf.config.list_physical_devices('CPU')
@@ -48,3 +50,15 @@ def launcher_env():
 @pytest.fixture
 def python():
   return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def fresh_gin():
+  """Every test starts and ends with an empty, unlocked gin config.
+
+  ``configs.parse`` finalizes (locks) the config as the launchers want; a
+  later test that binds gin itself must not inherit that lock.
+  """
+  configs.reset()
+  yield
+  configs.reset()

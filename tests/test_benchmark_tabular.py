@@ -52,7 +52,11 @@ def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
     assert math.isfinite(row['nrmse_mean']) and row['nrmse_mean'] > 0
     assert math.isfinite(row['nrmse_std']) and len(row['nrmse_trials']) == 2
     assert row['ll_mean'] is None and row['impute_seconds'] >= 0
-    assert (row['fit_seconds'] is None) == method.startswith('pm-')
+    assert row['fit_seconds'] is not None and row['fit_seconds'] >= 0
+  # pm's fit time is the training time pm-train recorded in the run.
+  with open(os.path.join(model_dir, 'training.json')) as f:
+    assert rows['pm-full-covariance-gaussian']['fit_seconds'] == (
+        json.load(f)['seconds'])
   # The same masks went to every method.
   assert len({row['masks_sha256'] for row in rows.values()}) == 1
   # A correlated linear table: regression beats the column means (there
