@@ -203,12 +203,13 @@ def evaluate(model_dir: str, data_path: Optional[str] = None,
   """Evaluates the latest checkpoint; writes metrics.json (and figures)."""
   model, step = restore_for_eval(model_dir, gin_bindings)
   options = data_options(model_dir, data_path, test_data_path, tfds_data_dir)
-  splits, _ = load_standardized(options, model_dir, fit=False)
+  splits, standardizer = load_standardized(options, model_dir, fit=False)
   config = evaluation.EvalConfig()
   figure = (os.path.join(model_dir, run_dir.FIGURES, 'inpainting.png')
             if splits.kind == 'image' else None)
-  metrics = evaluation.evaluate_imputation(model, splits.test, splits.kind,
-                                           config, figure_path=figure)
+  metrics = evaluation.evaluate_imputation(
+      model, splits.test, splits.kind, config, figure_path=figure,
+      feature_scale=standardizer.scale if splits.kind == 'table' else None)
   result = {'dataset': splits.name, 'step': step,
             'test_examples': int(min(len(splits.test),
                                      config.max_examples or len(splits.test))),

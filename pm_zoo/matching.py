@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from pm_zoo.distributions import heads
+from pm_zoo.distributions import kl as kl_lib
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
 from pm_zoo.models.gaussian_vae import GaussianVAE
@@ -31,6 +32,7 @@ from pm_zoo.networks import mlp
 tfd = tfp.distributions
 
 OBJECTIVES = ('joint', 'vae', 'partial')
+PM_LOSSES = ('sampled', 'analytic_kl')
 
 
 def observed_input(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -80,18 +82,26 @@ class PosteriorMatchingVAE(keras.Model):
     stop_gradient: treat z as a constant in L_PM, so that L_PM does not move
       the VAE encoder (the paper's tabular setting).
     pm_weight: weight of L_PM in the joint objective.
+    pm_loss: 'sampled' (paper Eq. 5, one z ~ q_psi(z|x) per row; any
+      partial posterior) or 'analytic_kl' (paper Eq. 3: KL(q_psi(z|x) ||
+      q_theta(z|x_o)) in closed form; both posteriors Gaussian). The two
+      differ by the entropy of q_psi, which does not depend on theta.
   """
 
   def __init__(self, feature_shape, vae: Callable = GaussianVAE,
                partial_encoder: Callable = PartialEncoder,
                stop_gradient: bool = True, pm_weight: float = 1.0,
-               name: str = 'pm_vae', **kwargs):
+               pm_loss: str = 'sampled', name: str = 'pm_vae', **kwargs):
     super().__init__(name=name, **kwargs)
     self.feature_shape = tuple(int(s) for s in feature_shape)
     self.vae = vae(self.feature_shape)
     self.partial_encoder = partial_encoder(self.vae.latent_dim)
     self.stop_gradient = bool(stop_gradient)
     self.pm_weight = float(pm_weight)
+    if pm_loss not in PM_LOSSES:
+      raise UserError(f'PosteriorMatchingVAE.pm_loss must be one of '
+                      f'{list(PM_LOSSES)}, got {pm_loss!r}')
+    self.pm_loss = pm_loss
 
   @property
   def latent_dim(self) -> int:
@@ -147,10 +157,17 @@ class PosteriorMatchingVAE(keras.Model):
       outputs['pm_loss'] = tf.zeros_like(elbo)
       outputs['loss'] = vae_loss
       return outputs
-    z_target = tf.stop_gradient(z) if (
-        self.stop_gradient or objective == 'partial') else z
+    frozen = self.stop_gradient or objective == 'partial'
     partial = self.partial_encoder(x, mask, training=training)
-    pm_loss = -partial.log_prob(z_target)
+    if self.pm_loss == 'analytic_kl':
+      target = posterior
+      if frozen:
+        target = tfd.MultivariateNormalTriL(
+            loc=tf.stop_gradient(posterior.loc),
+            scale_tril=tf.stop_gradient(posterior.scale.to_dense()))
+      pm_loss = kl_lib.posterior_matching_kl(target, partial)
+    else:
+      pm_loss = -partial.log_prob(tf.stop_gradient(z) if frozen else z)
     outputs['pm_loss'] = pm_loss
     if objective == 'partial':
       outputs['loss'] = pm_loss

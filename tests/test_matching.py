@@ -17,7 +17,7 @@ def small_mlp(output_shape, name=None):
 
 
 def make_model(stop_gradient=True, partial_head=heads.FullCovarianceGaussian,
-               features=4):
+               features=4, pm_loss='sampled'):
   vae = lambda fs: gaussian_vae.GaussianVAE(
       fs, latent_dim=2, encoder_network=small_mlp, decoder_network=small_mlp,
       encoder_head=heads.FullCovarianceGaussian, decoder_head=heads.Gaussian)
@@ -25,7 +25,8 @@ def make_model(stop_gradient=True, partial_head=heads.FullCovarianceGaussian,
                                               head=partial_head)
   model = matching.PosteriorMatchingVAE([features], vae=vae,
                                         partial_encoder=partial,
-                                        stop_gradient=stop_gradient)
+                                        stop_gradient=stop_gradient,
+                                        pm_loss=pm_loss)
   x = tf.zeros([2, features])
   model(x, tf.ones_like(x))
   return model
@@ -124,3 +125,43 @@ def test_pm_loss_decreases_with_a_frozen_vae(partial_head):
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5
   for before, v in zip(vae_before, model.vae.trainable_variables):
     np.testing.assert_array_equal(before, v.numpy())
+
+
+def test_analytic_kl_is_the_sampled_loss_minus_the_posterior_entropy():
+  """KL(q_psi || q_theta) = E_{q_psi}[-log q_theta(z)] - H(q_psi) (Eq. 3 vs 5)."""
+  model = make_model(pm_loss='analytic_kl')
+  x = tf.random.stateless_normal([3, 4], seed=[5, 6])
+  mask = tf.constant([[1.0, 0.0, 1.0, 0.0]] * 3)
+  kl = model.per_example_losses(x, mask, 1.0, seed=[1, 2])['pm_loss'].numpy()
+  posterior = model.vae.encode(x)
+  z = posterior.sample(20000, seed=[3, 4])
+  cross_entropy = -tf.reduce_mean(
+      model.partial_encoder(x, mask).log_prob(z), axis=0)
+  expected = (cross_entropy - posterior.entropy()).numpy()
+  np.testing.assert_allclose(kl, expected, rtol=0.02, atol=0.02)
+  assert np.all(kl >= 0)
+
+
+def test_analytic_kl_respects_stop_gradient():
+  for stop, moves in ((True, False), (False, True)):
+    model = make_model(stop_gradient=stop, pm_loss='analytic_kl')
+    x = tf.random.stateless_normal([8, 4], seed=[0, 1])
+    with tf.GradientTape() as tape:
+      pm = tf.reduce_sum(model.per_example_losses(
+          x, tf.ones_like(x), 1.0, seed=[3, 4])['pm_loss'])
+    grads = tape.gradient(pm, model.vae.encoder_network.trainable_variables,
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    assert (tf.linalg.global_norm(grads).numpy() > 0) == moves
+
+
+def test_analytic_kl_needs_gaussian_posteriors_and_a_known_name():
+  from pm_zoo.distributions import mixtures  # pylint: disable=g-import-not-at-top
+  model = make_model(pm_loss='analytic_kl',
+                     partial_head=lambda shape, name=None:
+                     mixtures.GaussianMixture(shape, num_components=2,
+                                              name=name))
+  x = tf.zeros([2, 4])
+  with pytest.raises(UserError, match='Gaussian'):
+    model.per_example_losses(x, tf.ones_like(x), 1.0, seed=[1, 1])
+  with pytest.raises(UserError, match='pm_loss'):
+    make_model(pm_loss='exact')

@@ -20,6 +20,7 @@ from pm_zoo import masks as masks_lib
 from pm_zoo import metrics as metrics_lib
 from pm_zoo.errors import UserError
 from pm_zoo.tasks.imputation import Imputer
+from pm_zoo.tasks.likelihood import ConditionalLikelihood
 
 
 @gin.configurable
@@ -37,6 +38,9 @@ class EvalConfig:
     max_examples: evaluate on the first N test rows only (None: all).
     figure_examples: images shown in figures/inpainting.png.
     figure_samples: sample rows in that figure.
+    log_likelihood_samples: K importance samples per row for the tables'
+      conditional log-likelihood log p(x_u | x_o) (0: not computed).
+    log_likelihood_chunk: samples decoded at once (bounds memory).
   """
   trials: int = 5
   eval_mask: Optional[Callable] = None
@@ -46,6 +50,8 @@ class EvalConfig:
   max_examples: Optional[int] = None
   figure_examples: int = 8
   figure_samples: int = 4
+  log_likelihood_samples: int = 512
+  log_likelihood_chunk: int = 64
 
   def mask_for(self, kind: str):
     if self.eval_mask is not None:
@@ -57,12 +63,18 @@ class EvalConfig:
 
 def evaluate_imputation(model, test: np.ndarray, kind: str,
                         config: EvalConfig,
-                        figure_path: Optional[str] = None
+                        figure_path: Optional[str] = None,
+                        feature_scale: Optional[np.ndarray] = None
                         ) -> Dict[str, Dict[str, float]]:
   """Metrics of ``model`` on ``test`` (already in the model's input space).
 
-  Returns ``{"nrmse": {...}}`` for tables or ``{"psnr": {...}}`` for images,
-  and writes the inpainting figure for images when ``figure_path`` is given.
+  Returns ``{"nrmse": {...}, "log_likelihood": {...}}`` for tables or
+  ``{"psnr": {...}}`` for images, and writes the inpainting figure for images
+  when ``figure_path`` is given. ``log_likelihood`` is the mean over rows of
+  log p(x_u | x_o) (importance sampling, ``log_likelihood_samples``), in the
+  data's own units: with the model on standardised features z = (x - m) / s,
+  log p(x_u | x_o) = log p(z_u | z_o) - sum_{i in u} log s_i, where
+  ``feature_scale`` holds s (None: the model's units).
   """
   if config.trials < 1 or config.num_imputations < 1:
     raise UserError('EvalConfig.trials and num_imputations must be >= 1')
@@ -72,7 +84,15 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
     raise UserError('the test split is empty: nothing to evaluate')
   imputer = Imputer(model, config.batch_size)
   mask_dist = config.mask_for(kind)
-  values = []
+  values, log_likelihoods = [], []
+  likelihood = None
+  if kind == 'table' and config.log_likelihood_samples > 0:
+    likelihood = ConditionalLikelihood(
+        model, num_samples=config.log_likelihood_samples,
+        samples_per_chunk=config.log_likelihood_chunk,
+        batch_size=config.batch_size, seed=config.seed)
+    log_scale = (np.zeros(test.shape[1:]) if feature_scale is None else
+                 np.log(np.asarray(feature_scale, np.float64)))
   for trial in range(config.trials):
     mask = masks_lib.make_eval_masks(mask_dist, test.shape[1:], len(test),
                                      seed=config.seed + trial)
@@ -86,6 +106,13 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
                  trial + 1, config.trials,
                  'psnr' if kind == 'image' else 'nrmse', values[-1],
                  len(test))
+    if likelihood is not None:
+      per_row = likelihood.conditional_log_prob(test, mask)
+      per_row = per_row - ((1.0 - mask) * log_scale).sum(axis=1)
+      log_likelihoods.append(float(per_row.mean()))
+      logging.info('evaluation trial %d/%d: log_likelihood %.4f (K=%d)',
+                   trial + 1, config.trials, log_likelihoods[-1],
+                   config.log_likelihood_samples)
     if trial == 0 and kind == 'image' and figure_path:
       n = min(config.figure_examples, len(test))
       samples = imputer.samples(test[:n], mask[:n],
@@ -95,7 +122,10 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
           figure_path, test[:n], mask[:n], samples[:config.figure_samples],
           mean=samples.mean(axis=0))
   name = 'psnr' if kind == 'image' else 'nrmse'
-  return {name: metrics_lib.summarize_trials(values)}
+  result = {name: metrics_lib.summarize_trials(values)}
+  if log_likelihoods:
+    result['log_likelihood'] = metrics_lib.summarize_trials(log_likelihoods)
+  return result
 
 
 def inpainting_summary_fn(model, images: np.ndarray, seed: int = 0,
