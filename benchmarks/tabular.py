@@ -2,6 +2,26 @@ r"""Posterior Matching against common imputers, on identical test masks.
 
   python -m benchmarks.tabular --model_dir=runs/miniboone \
       --output=runs/miniboone_benchmark.json
+  python -m benchmarks.tabular --steps=3000 --work_dir=runs/bench \
+      --output=runs/bench/tabular.json           # trains PM itself
+
+Two modes, combinable. ``--model_dir`` scores existing pm-train runs.
+``--table`` (or neither flag: the shared tables) TRAINS Posterior Matching
+here, one run per partial-posterior head (``--heads``) per table, then scores
+every run as below; the baselines are scored once per table (on the first
+head's run: every run of a table has the same train/test split,
+standardiser, masks and seeds). A table is ``[NAME=]TRAIN[,TEST]``
+(.csv, .csv.gz or .npy); without TEST the table is split 80/20 with the fixed
+seed of ``dataset.split_seed`` (gin, default 0). The default tables are
+``<repo>/../shared/data``'s ``winequality_white.csv`` (all 12 columns,
+``quality`` included: it is a feature to impute like the others),
+``parkinsons.csv.gz`` (all 21 columns, the target included) and MINIBOONE
+(``miniboone=miniboone_val.npy,miniboone_test.npy``: trains on the MAF
+validation split, tests on the MAF test split). Each run is
+``configs.parse([--gin_file], --gin_bindings + [TrainConfig.num_steps=
+--steps, PartialEncoder.head=@partial/<Head>, CyclicalKL.cycle_steps=
+--steps // 2])`` then ``experiment.train`` into ``--work_dir/<table>/<head>``
+(an existing finished run there is reused, not retrained).
 
 For every ``--model_dir`` (a ``pm-train`` run on a table) this restores the
 model, loads the run's data standardised with the run's train statistics
@@ -45,6 +65,14 @@ is ``IterativeImputer.transform``): the usual ``max_iter=10``. It matters:
 on MINIBOONE BayesianRidge scores NRMSE 0.764 after sklearn's single pass,
 0.587 after 10 and 0.580 after 30.
 
+The ``pm-*`` rows also carry ``ll_mean``: the mean over trials of the mean
+over test rows of log p(x_u | x_o), importance sampling with ``--ll_samples``
+samples (default: the run's ``EvalConfig.log_likelihood_samples``, 512; 0
+skips it), seeded and masked as in ``evaluate_imputation`` and in the data's
+own units (log p(z_u | z_o) - sum over unobserved i of log s_i, s the run's
+standardiser scale): pm-eval's ``log_likelihood`` when K agrees. Baselines
+are point imputers: their ``ll_mean`` is null.
+
 Times: ``fit_seconds`` is one fit on the train split (for pm: the training
 time recorded in the run's training.json, null if absent); ``impute_seconds`` is the mean
 over trials of imputing the whole test set once (pm's first trial includes
@@ -52,19 +80,22 @@ tracing its tf.function).
 
 Output (``--output``, written atomically), one entry per table:
 
-  {"<table>": {"<method>": {"nrmse_mean", "nrmse_std", "ll_mean" (null),
+  {"<table>": {"<method>": {"nrmse_mean", "nrmse_std", "ll_mean",
                             "fit_seconds", "impute_seconds", "nrmse_trials",
                             "trials", "test_rows", "train_rows",
-                            "masks_sha256", "settings"}}}
+                            "masks_sha256", "settings", "ll_trials",
+                            "ll_samples", "model_dir"}}}
 
-The table is the run's dataset name unless ``--name`` is given (repeat it once
-per ``--model_dir``, in the same order).
+For ``--model_dir`` the table is the run's dataset name unless ``--name`` is
+given (repeat it once per ``--model_dir``, in the same order); for
+``--table`` it is NAME, else the train file's name without its suffix.
 """
 import argparse
 import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -76,6 +107,18 @@ KNN_NEIGHBORS = 5
 ITERATIVE_ROUNDS = 10
 EXTRA_TREES = dict(n_estimators=50, max_features=1.0, min_samples_leaf=1,
                    random_state=0)
+# The partial-posterior heads q(z | x_o) of pm_zoo.distributions.
+HEADS = ('DiagonalGaussian', 'FullCovarianceGaussian', 'GaussianMixture',
+         'AutoregressiveGaussianMixture', 'MaskedAutoregressiveFlow',
+         'InverseAutoregressiveFlow')
+DEFAULT_STEPS = 3000
+DEFAULT_GIN_FILE = 'table.gin'
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), 'shared', 'data')
+# (name, train file, test file or None) in SHARED_DATA.
+DEFAULT_TABLES = (('winequality_white', 'winequality_white.csv', None),
+                  ('parkinsons', 'parkinsons.csv.gz', None),
+                  ('miniboone', 'miniboone_val.npy', 'miniboone_test.npy'))
 
 
 def kebab(name: str) -> str:
@@ -217,8 +260,13 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
                   trials: Optional[int] = None,
                   max_test_rows: Optional[int] = None,
                   max_train_rows: Optional[int] = None, n_jobs: int = 2,
-                  log: Callable[[str], None] = print):
-  """Scores ``methods`` on one pm-train run; returns (table name, results)."""
+                  log: Callable[[str], None] = print,
+                  ll_samples: Optional[int] = None):
+  """Scores ``methods`` on one pm-train run; returns (table name, results).
+
+  ``ll_samples``: K of pm's conditional log-likelihood (None: the run's
+  ``EvalConfig.log_likelihood_samples``; 0: not computed, ``ll_mean`` null).
+  """
   # pylint: disable=g-import-not-at-top
   from pm_zoo import experiment
   from pm_zoo import metrics as metrics_lib
@@ -228,7 +276,8 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
   model, step = experiment.restore_for_eval(model_dir)
   config = evaluation.EvalConfig()  # the run's, parsed by restore_for_eval
   options = experiment.data_options(model_dir)
-  splits, _ = experiment.load_standardized(options, model_dir, fit=False)
+  splits, standardizer = experiment.load_standardized(options, model_dir,
+                                                      fit=False)
   if splits.kind != 'table':
     raise UserError(f'{model_dir} is a run on {splits.kind} data; this '
                     'benchmark compares table imputers: pass a tabular run')
@@ -268,31 +317,184 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
       values.append(metrics_lib.nrmse(test, imputed, mask))
       used.append(mask)
     summary = metrics_lib.summarize_trials(values)
+    ll_trials, samples = None, None
+    if method == 'pm':
+      samples = (config.log_likelihood_samples if ll_samples is None
+                 else int(ll_samples))
+      if samples > 0:
+        ll_trials = pm_log_likelihoods(model, config, test, masks,
+                                       standardizer.scale, samples)
     results[key] = {
         'nrmse_mean': summary['mean'], 'nrmse_std': summary['std'],
-        'll_mean': None, 'fit_seconds': fit_seconds,
+        'll_mean': (float(np.mean(ll_trials)) if ll_trials else None),
+        'fit_seconds': fit_seconds,
         'impute_seconds': float(np.mean(seconds)),
         'nrmse_trials': [float(v) for v in values], 'trials': trials,
         'test_rows': int(len(test)), 'train_rows': int(len(train)),
         # Hashed after imputing: also catches a method that edits the masks.
         'masks_sha256': masks_digest(used), 'settings': imputer.settings,
     }
-    log(f'  {key}: NRMSE {summary["mean"]:.4f} +- {summary["std"]:.4f}')
+    if method == 'pm':
+      results[key].update(ll_trials=ll_trials, ll_samples=samples,
+                          model_dir=os.path.abspath(model_dir))
+    ll = ('' if results[key]['ll_mean'] is None else
+          f', LL {results[key]["ll_mean"]:.4f}')
+    log(f'  {key}: NRMSE {summary["mean"]:.4f} +- {summary["std"]:.4f}{ll}')
   return splits.name, results
+
+
+def pm_log_likelihoods(model, config, test: np.ndarray,
+                       masks: Sequence[np.ndarray], feature_scale,
+                       samples: int) -> List[float]:
+  """Per trial, the mean over rows of log p(x_u | x_o) in the data's units.
+
+  As ``evaluate_imputation``: one ``ConditionalLikelihood`` seeded with
+  ``config.seed``, the trial's mask, minus sum over unobserved of log s.
+  """
+  from pm_zoo.tasks.likelihood import ConditionalLikelihood  # pylint: disable=g-import-not-at-top
+  likelihood = ConditionalLikelihood(
+      model, num_samples=samples,
+      samples_per_chunk=config.log_likelihood_chunk,
+      batch_size=config.batch_size, seed=config.seed)
+  log_scale = np.log(np.asarray(feature_scale, np.float64))
+  out = []
+  for mask in masks:
+    per_row = likelihood.conditional_log_prob(test, mask)
+    per_row = per_row - ((1.0 - mask) * log_scale).sum(axis=1)
+    out.append(float(per_row.mean()))
+  return out
+
+
+def head_names() -> Dict[str, str]:
+  """``{kebab name: head class name}`` of the partial heads."""
+  return {kebab(h): h for h in HEADS}
+
+
+def parse_heads(text: str) -> List[str]:
+  """``--heads`` (kebab or class names, comma separated) -> class names."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  known = head_names()
+  chosen = []
+  for name in (n.strip() for n in text.split(',')):
+    if not name:
+      continue
+    head = known.get(name) or (name if name in HEADS else None)
+    if head is None:
+      raise UserError(f'--heads: unknown head {name!r}; use a comma-separated '
+                      f'subset of {",".join(known)}')
+    if head not in chosen:
+      chosen.append(head)
+  if not chosen:
+    raise UserError(f'--heads is empty; use a comma-separated subset of '
+                    f'{",".join(known)}')
+  return chosen
+
+
+def _table_stem(path: str) -> str:
+  name = os.path.basename(os.path.normpath(path))
+  for suffix in ('.csv.gz', '.csv', '.npy'):
+    if name.lower().endswith(suffix):
+      return name[:-len(suffix)]
+  return name
+
+
+def parse_table(spec: str):
+  """``[NAME=]TRAIN[,TEST]`` -> (name, train path, test path or None)."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  name = None
+  if '=' in spec:
+    name, spec = spec.split('=', 1)
+    name = name.strip()
+  paths = [p.strip() for p in spec.split(',')]
+  if len(paths) > 2 or not all(paths):
+    raise UserError(f'--table={spec!r}: give [NAME=]TRAIN[,TEST], one train '
+                    'file and at most one test file')
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'--table: no such file {path!r}')
+    if not path.lower().endswith(('.csv', '.csv.gz', '.npy')):
+      raise UserError(f'--table: {path!r} is not a .csv, .csv.gz or .npy file')
+  train = os.path.abspath(paths[0])
+  test = os.path.abspath(paths[1]) if len(paths) == 2 else None
+  name = name or _table_stem(train)
+  if not name or os.sep in name or name in ('.', '..'):
+    raise UserError(f'--table: bad table name {name!r}')
+  return name, train, test
+
+
+def default_tables(shared: str = SHARED_DATA):
+  """The shared tables, or a UserError if the shared folder is absent."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(shared):
+    raise UserError(f'no --table or --model_dir given and the shared data '
+                    f'folder {shared} does not exist: pass --table=PATH')
+  tables = []
+  for name, train, test in DEFAULT_TABLES:
+    paths = [os.path.join(shared, f) for f in (train, test) if f]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+      raise UserError(f'shared table file(s) missing: {", ".join(missing)}; '
+                      'pass --table=PATH')
+    tables.append((name, paths[0], paths[1] if test else None))
+  return tables
+
+
+def train_pm(run_dir_path: str, head: str, train_path: str,
+             test_path: Optional[str], gin_file: str,
+             gin_bindings: Sequence[str], steps: int) -> None:
+  """One Posterior Matching run with partial head ``head`` (a class name)."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import configs
+  from pm_zoo import experiment
+  configs.parse([gin_file], list(gin_bindings) + [
+      f'TrainConfig.num_steps={steps}',
+      f'PartialEncoder.head=@partial/{head}',
+      f'CyclicalKL.cycle_steps={max(steps // 2, 1)}'])
+  experiment.train(run_dir_path, data_path=train_path,
+                   test_data_path=test_path)
+
+
+def benchmark_table(name: str, train_path: str, test_path: Optional[str],
+                    heads: Sequence[str], work_dir: str, methods: Sequence[str],
+                    gin_file: str, gin_bindings: Sequence[str], steps: int,
+                    trials: Optional[int] = None,
+                    max_test_rows: Optional[int] = None,
+                    max_train_rows: Optional[int] = None, n_jobs: int = 2,
+                    ll_samples: Optional[int] = None,
+                    log: Callable[[str], None] = print) -> Dict[str, Dict]:
+  """Trains one PM run per head on a table; scores them and the baselines."""
+  baselines = [m for m in methods if m != 'pm']
+  if not heads:
+    raise ValueError('benchmark_table needs at least one head')
+  results = {}
+  for i, head in enumerate(heads):
+    run = os.path.join(work_dir, name, kebab(head))
+    log(f'{name}: training pm-{kebab(head)} for {steps} steps in {run}')
+    train_pm(run, head, train_path, test_path, gin_file, gin_bindings, steps)
+    scored = (['pm'] if 'pm' in methods else []) + (baselines if i == 0
+                                                    else [])
+    _, rows = benchmark_run(run, scored, trials, max_test_rows,
+                            max_train_rows, n_jobs, log=log,
+                            ll_samples=ll_samples)
+    results.update(rows)
+  # pm rows first, then the baselines, in METHODS order.
+  order = [k for k in results if k.startswith('pm-')] + baselines
+  return {k: results[k] for k in order}
 
 
 def format_table(tables: Dict[str, Dict[str, Dict]]) -> str:
   """One aligned table; ``/ pm`` is the NRMSE ratio to the table's pm row."""
-  rows = [('table', 'method', 'NRMSE mean ± std', '/ pm', 'fit s',
+  rows = [('table', 'method', 'NRMSE mean ± std', '/ pm', 'LL', 'fit s',
            'impute s')]
   for table, methods in tables.items():
     pm = [m['nrmse_mean'] for k, m in methods.items() if k.startswith('pm-')]
     for key, m in methods.items():
       ratio = f'{m["nrmse_mean"] / pm[0]:.3f}' if pm else ''
       fit = '-' if m['fit_seconds'] is None else f'{m["fit_seconds"]:.2f}'
+      ll = '-' if m.get('ll_mean') is None else f'{m["ll_mean"]:.4f}'
       rows.append((table, key,
                    f'{m["nrmse_mean"]:.4f} ± {m["nrmse_std"]:.4f}', ratio,
-                   fit, f'{m["impute_seconds"]:.2f}'))
+                   ll, fit, f'{m["impute_seconds"]:.2f}'))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for r in rows:
@@ -308,8 +510,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
       prog='python -m benchmarks.tabular',
       description=__doc__.split('\n\n')[0].strip(),
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--model_dir', action='append', required=True,
+  parser.add_argument('--model_dir', action='append', default=None,
                       help='a pm-train run on a table; repeatable')
+  parser.add_argument('--table', action='append', default=None,
+                      help='[NAME=]TRAIN[,TEST] (.csv, .csv.gz, .npy): train '
+                      'one PM run per --heads on it; repeatable (default, '
+                      'without --table and --model_dir: the shared tables in '
+                      f'{SHARED_DATA})')
+  parser.add_argument('--heads', default=','.join(kebab(h) for h in HEADS),
+                      help='partial posteriors to train, comma separated '
+                      '(default: all)')
+  parser.add_argument('--steps', type=int, default=DEFAULT_STEPS,
+                      help='training steps of every PM run')
+  parser.add_argument('--gin_file', default=DEFAULT_GIN_FILE,
+                      help='gin experiment of the PM runs')
+  parser.add_argument('--gin_bindings', action='append', default=[],
+                      help='extra gin binding of the PM runs; repeatable')
+  parser.add_argument('--work_dir', default=None,
+                      help='where the PM runs go (<work_dir>/<table>/<head>; '
+                      'default: a new temporary folder)')
+  parser.add_argument('--ll_samples', type=int, default=None,
+                      help='K importance samples of the pm rows\' conditional '
+                      "log-likelihood (default: the run's EvalConfig, 512; "
+                      '0: skip)')
   parser.add_argument('--name', action='append', default=None,
                       help="table name per --model_dir (default: the run's "
                       'dataset name); repeat once per --model_dir')
@@ -342,19 +565,50 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     if unknown or not methods:
       raise UserError(f'--methods: unknown {unknown or "(none given)"}; use a '
                       f'comma-separated subset of {",".join(METHODS)}')
-    if args.name and len(args.name) != len(args.model_dir):
-      raise UserError(f'{len(args.name)} --name for {len(args.model_dir)} '
-                      '--model_dir: give one --name per --model_dir, or none')
     for value, flag in ((args.max_test_rows, '--max_test_rows'),
                         (args.max_train_rows, '--max_train_rows'),
-                        (args.trials, '--trials')):
+                        (args.trials, '--trials'), (args.steps, '--steps')):
       if value is not None and value < 1:
         raise UserError(f'{flag}={value}: pass a positive number')
+    if args.ll_samples is not None and args.ll_samples < 0:
+      raise UserError(f'--ll_samples={args.ll_samples}: pass K >= 1, or 0 to '
+                      'skip the log-likelihood')
+    model_dirs = args.model_dir or []
+    if args.name and len(args.name) != len(model_dirs):
+      raise UserError(f'{len(args.name)} --name for {len(model_dirs)} '
+                      '--model_dir: give one --name per --model_dir, or none')
+    heads = parse_heads(args.heads)
+    if args.table:
+      to_train = [parse_table(spec) for spec in args.table]
+    elif not model_dirs:
+      to_train = default_tables()
+    else:
+      to_train = []
+    if to_train and 'pm' not in methods:
+      raise UserError('--methods without pm: the baselines need a PM run of '
+                      'the table for its split; keep pm in --methods')
+    names = [t[0] for t in to_train]
+    if len(set(names)) != len(names):
+      raise UserError(f'two --table share a name in {names}: name them '
+                      'apart with NAME=TRAIN')
+    if to_train:
+      from pm_zoo import configs  # pylint: disable=g-import-not-at-top
+      configs.resolve(args.gin_file)  # a bad --gin_file fails before training
+    work_dir = args.work_dir
+    if to_train and not work_dir:
+      work_dir = tempfile.mkdtemp(prefix='pm_zoo_tabular_')
+      print(f'PM runs go to {work_dir}')
     tables = {}
-    for i, model_dir in enumerate(args.model_dir):
+    for name, train_path, test_path in to_train:
+      tables[name] = benchmark_table(
+          name, train_path, test_path, heads, work_dir, methods,
+          args.gin_file, args.gin_bindings, args.steps, args.trials,
+          args.max_test_rows, args.max_train_rows, args.n_jobs,
+          args.ll_samples)
+    for i, model_dir in enumerate(model_dirs):
       name, results = benchmark_run(
           model_dir, methods, args.trials, args.max_test_rows,
-          args.max_train_rows, args.n_jobs)
+          args.max_train_rows, args.n_jobs, ll_samples=args.ll_samples)
       name = args.name[i] if args.name else name
       if name in tables:
         raise UserError(f'two runs give the table name {name!r}: tell them '

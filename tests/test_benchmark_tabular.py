@@ -51,7 +51,11 @@ def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
     assert method in printed
     assert math.isfinite(row['nrmse_mean']) and row['nrmse_mean'] > 0
     assert math.isfinite(row['nrmse_std']) and len(row['nrmse_trials']) == 2
-    assert row['ll_mean'] is None and row['impute_seconds'] >= 0
+    assert row['impute_seconds'] >= 0
+    if method.startswith('pm-'):
+      assert math.isfinite(row['ll_mean'])
+    else:
+      assert row['ll_mean'] is None
     assert row['fit_seconds'] is not None and row['fit_seconds'] >= 0
   # pm's fit time is the training time pm-train recorded in the run.
   with open(os.path.join(model_dir, 'training.json')) as f:
@@ -67,6 +71,11 @@ def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
   pm = rows['pm-full-covariance-gaussian']
   assert pm['nrmse_mean'] == pytest.approx(metrics['nrmse']['mean'], abs=1e-6)
   assert pm['nrmse_std'] == pytest.approx(metrics['nrmse']['std'], abs=1e-6)
+  # ...and its LL is pm-eval's log_likelihood (same K, seeds, masks, units).
+  assert pm['ll_samples'] == 512
+  assert pm['ll_mean'] == pytest.approx(metrics['log_likelihood']['mean'],
+                                        rel=1e-5, abs=1e-5)
+  assert 'LL' in printed
 
 
 def test_trial_masks_are_pm_eval_masks(tiny_run):
@@ -104,3 +113,84 @@ def test_kebab_names():
   assert tabular.kebab('FullCovarianceGaussian') == 'full-covariance-gaussian'
   assert tabular.kebab('MAFPosterior') == 'maf-posterior'
   assert tabular.kebab('Gaussian') == 'gaussian'
+
+
+def test_training_mode_trains_one_run_per_head(tmp_path, capsys):
+  csv = tmp_path / 'tiny.csv'
+  conftest.write_linear_table(csv)
+  output = str(tmp_path / 'bench.json')
+  tables = tabular.main([
+      f'--table={csv}', '--gin_file=tiny/table.gin', '--steps=20',
+      '--heads=full-covariance-gaussian,masked-autoregressive-flow',
+      '--ll_samples=8', '--trials=2', f'--work_dir={tmp_path / "runs"}',
+      f'--output={output}'])
+  printed = capsys.readouterr().out
+  with open(output) as f:
+    written = json.load(f)
+  assert written == json.loads(json.dumps(tables))
+  (name, rows), = written.items()
+  assert name == 'tiny'
+  assert set(rows) == {'pm-full-covariance-gaussian',
+                       'pm-masked-autoregressive-flow', 'mean', 'knn',
+                       'iterative-bayesridge', 'iterative-extratrees'}
+  for method, row in rows.items():
+    assert method in printed
+    for key in ('nrmse_mean', 'nrmse_std', 'll_mean', 'fit_seconds',
+                'impute_seconds'):
+      assert key in row
+    assert math.isfinite(row['nrmse_mean']) and row['nrmse_mean'] > 0
+    assert math.isfinite(row['nrmse_std']) and len(row['nrmse_trials']) == 2
+    if method.startswith('pm-'):
+      assert math.isfinite(row['ll_mean']) and row['ll_samples'] == 8
+      assert len(row['ll_trials']) == 2
+    else:
+      assert row['ll_mean'] is None
+  assert len({row['masks_sha256'] for row in rows.values()}) == 1
+  assert len({row['test_rows'] for row in rows.values()}) == 1
+  # One run per head, trained for --steps with that head.
+  for head in ('full-covariance-gaussian', 'masked-autoregressive-flow'):
+    run = tmp_path / 'runs' / 'tiny' / head
+    with open(run / 'training.json') as f:
+      assert json.load(f)['step'] == 20
+    config = (run / 'config.gin').read_text()
+    cls = tabular.head_names()[head]
+    assert f'@partial/{cls}' in config
+    assert rows[f'pm-{head}']['model_dir'] == str(run)
+
+
+def test_training_mode_rejects_bad_input_in_one_line(tmp_path, capsys):
+  csv = tmp_path / 'tiny.csv'
+  conftest.write_linear_table(csv)
+  with pytest.raises(SystemExit) as exit_info:
+    tabular.main([f'--table={csv}', '--heads=full-covariance-gaussian,nope'])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and len(err.strip().splitlines()) == 1
+  assert 'nope' in err
+  for head in tabular.HEADS:
+    assert tabular.kebab(head) in err
+  with pytest.raises(SystemExit) as exit_info:
+    tabular.main([f'--table={tmp_path / "absent.csv"}'])
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith('error: ') and 'absent.csv' in err
+  assert len(err.strip().splitlines()) == 1
+  assert not (tmp_path / 'runs').exists()
+
+
+def test_default_tables_need_the_shared_folder(tmp_path):
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.errors import UserError
+  with pytest.raises(UserError, match='does not exist'):
+    tabular.default_tables(str(tmp_path / 'nowhere'))
+  assert tabular.SHARED_DATA == os.path.join(
+      os.path.dirname(REPO), 'shared', 'data')
+  assert [t[0] for t in tabular.DEFAULT_TABLES] == [
+      'winequality_white', 'parkinsons', 'miniboone']
+
+
+def test_parse_table_and_heads():
+  assert tabular.parse_heads('masked-autoregressive-flow,FullCovarianceGaussian'
+                             ) == ['MaskedAutoregressiveFlow',
+                                   'FullCovarianceGaussian']
+  assert set(tabular.head_names().values()) == set(tabular.HEADS)
