@@ -33,17 +33,25 @@ def tiny_run(tmp_path_factory):
   return model_dir, metrics, root
 
 
-def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
-  model_dir, metrics, root = tiny_run
-  assert metrics['nrmse']['trials'] == 2  # tiny/table.gin's EvalConfig
-  output = str(root / 'bench.json')
-  tables = tabular.main([f'--model_dir={model_dir}', '--trials=2',
-                         f'--output={output}'])
+def run_benchmark(capsys, output, *args):
+  """Runs the benchmark; returns (table name, rows, printed text).
+
+  Also checks that the JSON written to ``output`` is what main returned.
+  """
+  tables = tabular.main([*args, f'--output={output}'])
   printed = capsys.readouterr().out
   with open(output) as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(tables))
   (name, rows), = written.items()
+  return name, rows, printed
+
+
+def test_every_method_scored_on_pm_eval_masks(tiny_run, capsys):
+  model_dir, metrics, root = tiny_run
+  assert metrics['nrmse']['trials'] == 2  # tiny/table.gin's EvalConfig
+  name, rows, printed = run_benchmark(
+      capsys, root / 'bench.json', f'--model_dir={model_dir}', '--trials=2')
   assert name == 'linear'
   assert set(rows) == {'pm-full-covariance-gaussian', 'mean', 'knn',
                        'iterative-bayesridge', 'iterative-extratrees'}
@@ -118,17 +126,11 @@ def test_kebab_names():
 def test_training_mode_trains_one_run_per_head(tmp_path, capsys):
   csv = tmp_path / 'tiny.csv'
   conftest.write_linear_table(csv)
-  output = str(tmp_path / 'bench.json')
-  tables = tabular.main([
-      f'--table={csv}', '--gin_file=tiny/table.gin', '--steps=20',
+  name, rows, printed = run_benchmark(
+      capsys, tmp_path / 'bench.json', f'--table={csv}',
+      '--gin_file=tiny/table.gin', '--steps=20',
       '--heads=full-covariance-gaussian,masked-autoregressive-flow',
-      '--ll_samples=8', '--trials=2', f'--work_dir={tmp_path / "runs"}',
-      f'--output={output}'])
-  printed = capsys.readouterr().out
-  with open(output) as f:
-    written = json.load(f)
-  assert written == json.loads(json.dumps(tables))
-  (name, rows), = written.items()
+      '--ll_samples=8', '--trials=2', f'--work_dir={tmp_path / "runs"}')
   assert name == 'tiny'
   assert set(rows) == {'pm-full-covariance-gaussian',
                        'pm-masked-autoregressive-flow', 'mean', 'knn',
