@@ -6,6 +6,7 @@ installed pm_zoo carries them as the package data ``pm_zoo/configs``. A
 ``--gin_file=demo.gin`` and ``include 'models/mnist_conv.gin'`` work from
 anywhere.
 """
+import logging as std_logging
 import os
 from typing import List, Sequence
 
@@ -78,9 +79,13 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     if root not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
       gin.add_config_file_search_path(root)
   files = [resolve(f) for f in gin_files]
-  # gin logs an error for every search-path prefix an include is not under.
+  # gin logs an error for every search-path prefix an include is not under
+  # (through absl, or through the root logger outside absl apps).
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.FATAL)
+  root_logger = std_logging.getLogger()
+  root_level = root_logger.level
+  root_logger.setLevel(std_logging.CRITICAL)
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings),
                                         finalize_config=finalize)
@@ -89,3 +94,4 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     raise UserError(f'bad gin configuration: {message[:400]}') from e
   finally:
     logging.set_verbosity(verbosity)
+    root_logger.setLevel(root_level)
