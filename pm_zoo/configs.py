@@ -6,7 +6,6 @@ installed pm_zoo carries them as the package data ``pm_zoo/configs``. A
 ``--gin_file=demo.gin`` and ``include 'models/mnist_conv.gin'`` work from
 anywhere.
 """
-import logging as std_logging
 import os
 from typing import List, Sequence
 
@@ -75,17 +74,17 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
   """Clears gin, then parses the files and bindings; errors become one line."""
   register_configurables()
   reset()
-  for root in search_paths():
-    if root not in gin.config._LOCATION_PREFIXES:  # pylint: disable=protected-access
-      gin.add_config_file_search_path(root)
+  # Our folders go first, so that gin finds an include before trying (and
+  # logging an error for) the other prefixes, the current directory included.
+  prefixes = gin.config._LOCATION_PREFIXES  # pylint: disable=protected-access
+  for root in reversed(search_paths()):
+    if root in prefixes:
+      prefixes.remove(root)
+    prefixes.insert(0, root)
   files = [resolve(f) for f in gin_files]
-  # gin logs an error for every search-path prefix an include is not under
-  # (through absl, or through the root logger outside absl apps).
+  # gin logs an error for every search-path prefix an include is not under.
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.FATAL)
-  root_logger = std_logging.getLogger()
-  root_level = root_logger.level
-  root_logger.setLevel(std_logging.CRITICAL)
   try:
     gin.parse_config_files_and_bindings(files, list(gin_bindings),
                                         finalize_config=finalize)
@@ -94,4 +93,3 @@ def parse(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
     raise UserError(f'bad gin configuration: {message[:400]}') from e
   finally:
     logging.set_verbosity(verbosity)
-    root_logger.setLevel(root_level)
