@@ -1,6 +1,7 @@
 """Tests for pm_zoo.data: sources, splits, standardisation, tf.data pipelines.
 
-Every file these tests read is written into tmp_path; no network, no ../shared.
+Every file these tests read is written into tmp_path: no network, and none of
+the shared offline datasets a user's machine lacks.
 """
 import gzip
 import json
