@@ -7,8 +7,6 @@ to the decoder mean E[x | z_s], and keep the observed values:
 
 The point imputation is the mean of the S imputations.
 """
-from typing import Tuple
-
 import numpy as np
 import tensorflow as tf
 
@@ -57,9 +55,3 @@ class Imputer:
                          tf.constant(num_samples, tf.int32),
                          batch_seed).numpy()
 
-
-def impute_mean_and_samples(model, x, mask, num_samples, seed=0,
-                            batch_size=256) -> Tuple[np.ndarray, np.ndarray]:
-  """Convenience: (mean [N, ...], samples [S, N, ...]) in one pass."""
-  samples = Imputer(model, batch_size).samples(x, mask, num_samples, seed)
-  return samples.mean(axis=0), samples

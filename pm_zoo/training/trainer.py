@@ -1,7 +1,7 @@
 """The training loop: a compiled, distributed step, checkpoints, summaries, progress.
 
 The loop knows nothing of data sources or model families: it takes a model
-with ``per_example_losses(x, mask, kl_weight, objective, training, seed)``, a
+with ``per_example_losses(x, mask, kl_weight, objective, training, noise)``, a
 ``tf.data.Dataset`` of global batches ``{'x', 'mask', 'step'}`` and a strategy.
 
 Loss scaling: every replica divides the sum of its per-example losses by the
@@ -26,6 +26,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
 from pm_zoo.training import schedules
 from pm_zoo.training import strategy as strategy_lib
@@ -145,12 +146,12 @@ class Trainer:
     return int(self.global_step.numpy())
 
   # ---------------------------------------------------------------- the step
-  def _compute(self, batch, seed, kl_weight):
+  def _compute(self, batch, kl_weight):
     """Loss terms and gradients of one replica's shard (no collectives)."""
     with tf.GradientTape() as tape:
       terms = self.model.per_example_losses(
           batch['x'], batch['mask'], kl_weight,
-          objective=self.config.objective, training=True, seed=seed,
+          objective=self.config.objective, training=True,
           noise=batch['noise'])
       loss = tf.reduce_sum(terms['loss']) / self.config.batch_size
     grads = tape.gradient(loss, self.variables,
@@ -162,13 +163,8 @@ class Trainer:
   def _replica_step(self, batch, step):
     cfg = self.config
     ctx = tf.distribute.get_replica_context()
-    replica_id = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
-    # TFP takes stateless seeds as int32 pairs.
-    seed = tf.cast(tf.stack([tf.constant(cfg.seed + 7919, tf.int64),
-                             step * ctx.num_replicas_in_sync + replica_id]),
-                   tf.int32)
     kl_weight = cfg.kl_schedule(step)
-    grads, totals = self._compute_fn(batch, seed, kl_weight)
+    grads, totals = self._compute_fn(batch, kl_weight)
     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     totals = ctx.all_reduce(tf.distribute.ReduceOp.SUM, totals)
     finite = tf.logical_and(
@@ -304,7 +300,6 @@ def restore_vae(model, vae_checkpoint: Optional[str]) -> None:
   checkpoint is used). The checkpoint must hold a model with a ``vae`` of the
   same architecture (any run of pm_zoo).
   """
-  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
   if not vae_checkpoint:
     raise UserError("objective 'partial' trains the partial encoder of a "
                     'frozen VAE: pass --vae_checkpoint=<model dir or '
