@@ -58,6 +58,9 @@ setuptools.setup(
         'console_scripts': [
             'pm-train=pm_zoo.launch.train:run',
             'pm-eval=pm_zoo.launch.eval:run',
+            'pm-export=pm_zoo.launch.export:run',
+            'pm-impute=pm_zoo.launch.impute:run',
+            'pm-acquire=pm_zoo.launch.acquire:run',
         ],
     },
 )

@@ -90,6 +90,16 @@ def _format_duration(seconds: float) -> str:
   return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
+_LOGGED_TERMS = ('loss', 'elbo', 'kl', 'pm_loss')
+
+
+def _format_terms(metrics: Dict[str, float]) -> str:
+  """'loss 1.2345  elbo ...': the model's main loss terms, those it has."""
+  names = [k for k in _LOGGED_TERMS if k in metrics] or [
+      k for k in sorted(metrics) if k not in ('grad_norm', 'kl_weight')]
+  return '  '.join(f'{k} {metrics[k]:.4f}' for k in names)
+
+
 class Trainer:
   """Runs ``config.num_steps`` steps of a model under a strategy.
 
@@ -264,9 +274,8 @@ class Trainer:
         with self.writer.as_default(step=done):
           tf.summary.scalar('steps_per_sec', rate)
         logging.info(
-            'step %d/%d  loss %.4f  elbo %.4f  kl %.3f  pm_loss %.4f  '
-            '| %.1f steps/s  ETA %s', done, cfg.num_steps, last['loss'],
-            last['elbo'], last['kl'], last['pm_loss'], rate,
+            'step %d/%d  %s  | %.1f steps/s  ETA %s', done, cfg.num_steps,
+            _format_terms(last), rate,
             _format_duration((cfg.num_steps - done) / max(rate, 1e-9)))
       if (cfg.image_summary_every and self.image_summary_fn is not None and
           self.is_chief and done % cfg.image_summary_every == 0):
