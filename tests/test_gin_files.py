@@ -73,3 +73,18 @@ def test_mnist_experiment_carries_the_papers_model():
   cfg = trainer.TrainConfig()
   assert (cfg.num_steps, cfg.batch_size) == (80000, 256)
   assert not gin.query_parameter('PosteriorMatchingVAE.stop_gradient')
+
+
+@pytest.mark.parametrize('name', [f for f in EXPERIMENTS
+                                  if f.startswith('uci_')])
+def test_uci_experiments_use_the_autoregressive_mixture_posterior(name):
+  """The paper's intended q_theta: AR mixture, 10 components per dimension."""
+  configs.parse([name])
+  model = matching.PosteriorMatchingVAE((6,))
+  head = model.partial_encoder.head
+  assert type(head).__name__ == 'AutoregressiveGaussianMixture'
+  assert head.num_components == 10
+  x = tf.zeros([2, 6])
+  posterior = model.partial_encoder(x, tf.ones_like(x))
+  latent_dim = gin.query_parameter('GaussianVAE.latent_dim')
+  assert posterior.sample(seed=(1, 2)).shape == (2, latent_dim)
