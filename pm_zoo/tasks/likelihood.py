@@ -29,7 +29,6 @@ observed) use the seed ``fold_in(fold_in([seed, j], m), c)``, so a call is
 reproducible and does not depend on what ran before.
 """
 import functools
-import math
 import numbers
 import numpy as np
 import tensorflow as tf
@@ -37,7 +36,7 @@ import tensorflow as tf
 from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
 
-_JOINT, _OBSERVED = 0, 1
+JOINT, OBSERVED = 0, 1
 
 
 def _check_count(name: str, value) -> int:
@@ -89,16 +88,18 @@ class ConditionalLikelihood:
       signature = [rows, rows, tf.TensorSpec([2], tf.int32)]
     self._estimate = {
         marginal: tf.function(
-            functools.partial(self._estimate_batch, marginal),
+            functools.partial(estimate_log_marginal, model, marginal,
+                              num_samples=self.num_samples,
+                              samples_per_chunk=self.samples_per_chunk),
             input_signature=signature, reduce_retracing=True)
-        for marginal in (_JOINT, _OBSERVED)}
+        for marginal in (JOINT, OBSERVED)}
 
   # ------------------------------------------------------------ public API
   def log_prob_joint(self, x) -> np.ndarray:
     """log p(x) per row, ``[N]``; x must be fully observed (no NaN)."""
     x = self._check_x(x)
     self._refuse_nonfinite(x, np.ones(x.shape, bool), 'log_prob_joint')
-    return self._run(_JOINT, x, np.ones_like(x))
+    return self._run(JOINT, x, np.ones_like(x))
 
   def log_prob_observed(self, x, mask=None) -> np.ndarray:
     """log p(x_o) per row, ``[N]``; 0 for rows with nothing observed.
@@ -111,7 +112,7 @@ class ConditionalLikelihood:
     mask = self._check_mask(mask, x)
     self._refuse_nonfinite(x, mask > 0, 'log_prob_observed')
     x = np.where(mask > 0, x, 0.0).astype(np.float32)
-    out = self._run(_OBSERVED, x, mask)
+    out = self._run(OBSERVED, x, mask)
     out[_count(mask) == 0] = 0.0  # p(x_o) = 1 for an empty o
     return out
 
@@ -125,8 +126,8 @@ class ConditionalLikelihood:
     x = self._check_x(x)
     mask = self._check_mask(mask, x)
     self._refuse_nonfinite(x, np.ones(x.shape, bool), 'conditional_log_prob')
-    joint = self._run(_JOINT, x, np.ones_like(x))
-    observed = self._run(_OBSERVED, x, mask)
+    joint = self._run(JOINT, x, np.ones_like(x))
+    observed = self._run(OBSERVED, x, mask)
     observed[_count(mask) == 0] = 0.0
     out = joint - observed
     out[_count(1.0 - mask) == 0] = 0.0  # log p(x_empty | x) = 0
@@ -187,49 +188,66 @@ class ConditionalLikelihood:
           'that it is scaled like the training data')
     return out
 
-  def _log_weights(self, marginal, x, mask, num, seed):
-    """log importance weights ``[num, B]`` of one chunk of samples."""
-    vae = self.model.vae
-    if marginal == _JOINT:
-      proposal = vae.encode(x, training=False)
-    else:
-      proposal = self.model.partial_encoder(x, mask, training=False)
-    z = proposal.sample(num, seed=seed)  # [num, B, d]
-    decoded = vae.decode(z, training=False)
-    if marginal == _JOINT:
-      log_lik = decoded.log_prob(x)  # [num, B]
-    else:
-      per_feature = heads.elementwise_log_prob(decoded, x)  # [num, B, *fs]
-      per_feature = tf.where(tf.broadcast_to(mask > 0, tf.shape(per_feature)),
-                             per_feature, tf.zeros_like(per_feature))
-      log_lik = tf.reduce_sum(
-          tf.reshape(per_feature, tf.concat([tf.shape(per_feature)[:2], [-1]],
-                                            axis=0)), axis=-1)
-    return log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
 
-  def _estimate_batch(self, marginal, x, mask, seed):
-    """logmeanexp over K weights, chunk by chunk: ``[B]``.
+def _log_weights(model, marginal, x, mask, num, seed):
+  """log importance weights ``[num, B]`` of one chunk of ``num`` samples."""
+  vae = model.vae
+  if marginal == JOINT:
+    proposal = vae.encode(x, training=False)
+  else:
+    proposal = model.partial_encoder(x, mask, training=False)
+  z = proposal.sample(num, seed=seed)  # [num, B, d]
+  decoded = vae.decode(z, training=False)
+  if marginal == JOINT:
+    log_lik = decoded.log_prob(x)  # [num, B]
+  else:
+    per_feature = heads.elementwise_log_prob(decoded, x)  # [num, B, *fs]
+    per_feature = tf.where(tf.broadcast_to(mask > 0, tf.shape(per_feature)),
+                           per_feature, tf.zeros_like(per_feature))
+    log_lik = tf.reduce_sum(
+        tf.reshape(per_feature, tf.concat([tf.shape(per_feature)[:2], [-1]],
+                                          axis=0)), axis=-1)
+  return log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
 
-    ``marginal`` is a Python int (_JOINT or _OBSERVED), bound per function.
-    """
-    num, chunk = self.num_samples, self.samples_per_chunk
-    num_chunks = -(-num // chunk)
-    seed = tf.random.experimental.stateless_fold_in(seed, marginal)
 
-    def body(c, total):
-      chunk_seed = tf.random.experimental.stateless_fold_in(seed, c)
-      log_w = self._log_weights(marginal, x, mask, chunk, chunk_seed)
-      # The last chunk may run past K: its extra samples get weight 0.
-      valid = c * chunk + tf.range(chunk) < num
-      log_w = tf.where(valid[:, tf.newaxis], log_w,
-                       tf.constant(-np.inf, log_w.dtype))
-      both = tf.stack([total, tf.reduce_logsumexp(log_w, axis=0)])
-      return c + 1, tf.reduce_logsumexp(both, axis=0)
+def estimate_log_marginal(model, marginal: int, x, mask, seed, num_samples,
+                          samples_per_chunk: int) -> tf.Tensor:
+  """log p(x) (``JOINT``) or log p(x_o) (``OBSERVED``) per row, ``[B]``.
 
-    total = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, x.dtype))
-    _, total = tf.while_loop(lambda c, _: c < num_chunks, body,
-                             (tf.constant(0), total))
-    return total - math.log(num)
+  The logmeanexp over K = ``num_samples`` importance weights, drawn
+  ``samples_per_chunk`` at a time with a running logsumexp. Graph-friendly:
+  ``num_samples`` may be a scalar tensor (a SavedModel input); the chunk
+  size is a Python int. Seeds: chunk c uses ``fold_in(fold_in(seed,
+  marginal), c)`` for the stateless ``seed`` [2].
+
+  Args:
+    model: a Posterior Matching VAE (see ``ConditionalLikelihood``).
+    marginal: ``JOINT`` or ``OBSERVED`` (a Python int).
+    x: ``[B, *feature_shape]`` in the model's units.
+    mask: of x's shape, 1 = observed (ignored for ``JOINT``).
+    seed: int32 ``[2]``.
+    num_samples: K >= 1 (int or int32 scalar tensor).
+    samples_per_chunk: samples drawn and decoded at once.
+  """
+  chunk = int(samples_per_chunk)
+  num = tf.cast(num_samples, tf.int32)
+  num_chunks = (num + chunk - 1) // chunk
+  seed = tf.random.experimental.stateless_fold_in(seed, marginal)
+
+  def body(c, total):
+    chunk_seed = tf.random.experimental.stateless_fold_in(seed, c)
+    log_w = _log_weights(model, marginal, x, mask, chunk, chunk_seed)
+    # The last chunk may run past K: its extra samples get weight 0.
+    valid = c * chunk + tf.range(chunk) < num
+    log_w = tf.where(valid[:, tf.newaxis], log_w,
+                     tf.constant(-np.inf, log_w.dtype))
+    both = tf.stack([total, tf.reduce_logsumexp(log_w, axis=0)])
+    return c + 1, tf.reduce_logsumexp(both, axis=0)
+
+  total = tf.fill(tf.shape(x)[:1], tf.constant(-np.inf, x.dtype))
+  _, total = tf.while_loop(lambda c, _: c < num_chunks, body,
+                           (tf.constant(0), total))
+  return total - tf.math.log(tf.cast(num, total.dtype))
 
 
 def _count(mask: np.ndarray) -> np.ndarray:
