@@ -6,7 +6,24 @@ to the decoder mean E[x | z_s], and keep the observed values:
   imputation_s = b * x + (1 - b) * E_{p_phi(x | z_s)}[x],   s = 1..S.
 
 The point imputation is the mean of the S imputations.
+
+Two seeding schemes:
+
+* ``Imputer`` (evaluation) seeds each compiled batch: batch i of a call uses
+  the stateless seed ``[seed, i]``, so a row's draws depend on its batch.
+* ``row_keyed_latents`` (every user-facing path: the Python imputer, the
+  ``pm-impute`` CLI and the exported SavedModel) seeds each ROW with a key
+  made from the seed, the row's observed values and its mask
+  (``row_seeds``). A row's imputations are then a function of (row, mask,
+  seed, S) alone: the same whatever batch it arrives in, whichever path runs
+  it, and in whatever order the rows come. Two identical rows with the same
+  mask get the same draws (ask for S > 1 samples for several imputations).
+  Rows with nothing observed are drawn from the prior p(z), the exact
+  posterior given nothing, rather than from q_theta(z | x_empty).
 """
+import contextlib
+import logging
+
 import numpy as np
 import tensorflow as tf
 
@@ -55,3 +72,90 @@ class Imputer:
                          tf.constant(num_samples, tf.int32),
                          batch_seed).numpy()
 
+
+def row_seeds(x: tf.Tensor, mask: tf.Tensor, seed) -> tf.Tensor:
+  """One stateless seed per row, int32 ``[B, 2]``, keyed by the row's content.
+
+  The key is the 64-bit ``tf.fingerprint`` (farmhash) of the bytes of
+  ``(seed, x * b, b)``: the int64 ``seed``, then the row's observed values
+  (unobserved entries read as 0, so whatever they hold, NaN included, does
+  not matter) and its mask. Only core TensorFlow ops, so a SavedModel that
+  uses it runs anywhere TensorFlow does (byte order: little-endian hosts).
+
+  Args:
+    x: float32 ``[B, *feature_shape]``.
+    mask: float32 of x's shape, 1 = observed.
+    seed: int64 scalar (Python int or tensor).
+  """
+  rows = tf.shape(x)[0]
+  observed = tf.where(mask > 0, x, tf.zeros_like(x))
+  seed_words = tf.bitcast(tf.cast(seed, tf.int64), tf.int32)  # [2]
+  data = tf.concat([
+      tf.tile(seed_words[tf.newaxis], [rows, 1]),
+      tf.bitcast(tf.reshape(observed, [rows, -1]), tf.int32),
+      tf.cast(tf.reshape(mask, [rows, -1]), tf.int32)], axis=1)
+  fingerprint = tf.fingerprint(data)  # [B, 8] uint8
+  return tf.bitcast(tf.reshape(fingerprint, [rows, 2, 4]), tf.int32)
+
+
+def row_keyed_latents(model, x: tf.Tensor, mask: tf.Tensor, num_samples,
+                      seeds: tf.Tensor) -> tf.Tensor:
+  """z ``[B, S, latent_dim]``: row r's S draws use the stateless ``seeds[r]``.
+
+  Row r is drawn from q_theta(z | x_o^r), or from the prior p(z) when it has
+  nothing observed. ``tf.vectorized_map`` runs the partial encoder on all
+  rows at once; only the stateless random ops loop over rows.
+
+  Args:
+    model: a ``PosteriorMatchingVAE``.
+    x: ``[B, *feature_shape]`` in the model's units, finite where observed.
+    mask: of x's shape, 1 = observed.
+    num_samples: S >= 1 (int or int32 scalar tensor).
+    seeds: int32 ``[B, 2]`` (``row_seeds``).
+  """
+  x = tf.where(mask > 0, x, tf.zeros_like(x))
+  # The loop over rows cannot stack zero iterations: an empty batch is
+  # answered directly.
+  return tf.cond(
+      tf.shape(x)[0] > 0,
+      lambda: _draw_rows(model, x, mask, num_samples, seeds),
+      lambda: tf.zeros([0, num_samples, model.latent_dim], x.dtype))
+
+
+def _draw_rows(model, x, mask, num_samples, seeds):
+  """``row_keyed_latents`` for a non-empty batch."""
+
+  def from_posterior(row):
+    row_x, row_mask, seed = row
+    posterior = model.partial_encoder(row_x[tf.newaxis], row_mask[tf.newaxis],
+                                      training=False)
+    return posterior.sample(num_samples, seed=seed)[:, 0]  # [S, d]
+
+  with _quiet_vectorization():
+    z = tf.vectorized_map(from_posterior, (x, mask, seeds))
+  empty = tf.reduce_all(tf.reshape(mask, [tf.shape(mask)[0], -1]) <= 0,
+                        axis=1)
+
+  def with_prior():
+    prior = model.vae.prior()
+    with _quiet_vectorization():
+      z_prior = tf.vectorized_map(
+          lambda seed: prior.sample(num_samples, seed=seed), seeds)
+    return tf.where(empty[:, tf.newaxis, tf.newaxis], z_prior, z)
+
+  return tf.cond(tf.reduce_any(empty), with_prior, lambda: z)
+
+
+@contextlib.contextmanager
+def _quiet_vectorization():
+  """Hides pfor's trace-time warnings that the random ops loop over rows.
+
+  That loop is the point (one seed per row), not a missed optimisation.
+  """
+  logger = logging.getLogger('tensorflow')
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)

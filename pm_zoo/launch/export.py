@@ -1,0 +1,50 @@
+r"""pm-export: writes a pm-train run as a SavedModel for TF Serving.
+
+  pm-export --model_dir=runs/wine
+  pm-export --model_dir=runs/wine --export_base=/models/wine --num_samples=20
+
+Writes <export_base>/<version>/ (default export_base: <model_dir>/export;
+version: one more than the highest there), atomically: the version appears
+complete or not at all. Signatures: serving_default = impute (x, mask -> x,
+samples), sample, conditional_log_prob, encode; inputs are raw values, the
+standardisation is inside the graph. The SavedModel needs only TensorFlow.
+"""
+from absl import app
+from absl import flags
+
+from pm_zoo.launch import common
+
+flags.DEFINE_string('model_dir', None, 'Run directory of pm-train.',
+                    required=True)
+flags.DEFINE_string('export_base', None, "TF Serving's model base path "
+                    '(default: <model_dir>/export).')
+flags.DEFINE_integer('num_samples', 10, 'Imputations averaged by the impute '
+                     'signature (and latent samples returned by encode).')
+flags.DEFINE_integer('seed', 0, 'Seed of impute, encode and '
+                     'conditional_log_prob.')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  common.quiet_tensorflow()
+
+  def run():
+    # pylint: disable=g-import-not-at-top
+    from pm_zoo.serving import export
+    from pm_zoo.serving import module
+    config = module.ServingConfig(num_samples=FLAGS.num_samples,
+                                  seed=FLAGS.seed)
+    path = export.export(FLAGS.model_dir, FLAGS.export_base, config)
+    print(f'exported {FLAGS.model_dir} to {path}')
+
+  common.run_guarded(run)
+
+
+def run():
+  common.run_app(main, __name__)
+
+
+if __name__ == '__main__':
+  run()
