@@ -10,8 +10,8 @@ __version__ = '0.1.0'
 def __getattr__(name):
   """``pm_zoo.PosteriorMatchingImputer``, imported on first use.
 
-  ``import pm_zoo`` stays light (no TensorFlow); the scikit-learn imputer
-  loads TensorFlow when it is first named.
+  ``import pm_zoo`` stays light: the scikit-learn module is imported when
+  the name is first used, and TensorFlow only when an imputer fits or loads.
   """
   if name == 'PosteriorMatchingImputer':
     from pm_zoo.sklearn_api import PosteriorMatchingImputer  # pylint: disable=g-import-not-at-top

@@ -319,3 +319,24 @@ def test_export_of_a_missing_run_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match='does not exist'):
     export.export(str(tmp_path / 'nothing'))
   assert os.listdir(tmp_path) == []
+
+
+def test_serving_benchmark_reports_both_paths(imputer, exported, tmp_path):
+  if serving_fixtures.REPO not in sys.path:  # benchmarks/ is not installed
+    sys.path.insert(0, serving_fixtures.REPO)
+  from benchmarks import serving  # pylint: disable=g-import-not-at-top
+  output = tmp_path / 'serving.json'
+  serving.main(['--model_dir', imputer.model_dir_, '--saved_model',
+                exported[0], '--repeats', '3', '--warmup', '1',
+                '--output', str(output)])
+  with open(output) as f:
+    result = json.load(f)
+  for path in ('savedmodel', 'keras'):
+    for batch in ('batch1', 'batch256'):
+      row = result[path][batch]
+      assert row['calls'] == 3
+      assert 0 < row['median_ms'] <= row['p99_ms']
+  settings = result['settings']
+  assert settings['num_samples'] == serving_fixtures.TINY['num_samples']
+  for difference in settings['max_abs_difference_of_x'].values():
+    assert difference < 1e-5  # both paths compute the same imputations
