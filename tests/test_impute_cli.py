@@ -33,7 +33,7 @@ def incomplete(tmp_path_factory):
   x = serving_fixtures.table(tmp_path_factory)[0][50:80]
   holes = np.random.default_rng(2).random(x.shape) < 0.4
   holes[0], holes[1] = True, False
-  lines = ['c0,c1,c2,c3,c4']
+  lines = ['"c0",c1,c2,c3,c4']  # a quoted name: the header is kept as written
   for row, row_holes in zip(x, holes):
     lines.append(','.join(['', 'NaN', 'NA'][j % 3] if hole else f'{v:.6g}'
                           for j, (v, hole) in enumerate(zip(row, row_holes))))
@@ -85,7 +85,7 @@ def test_cli_saved_model_and_model_dir_agree_with_python(launched, imputer,
     assert 'pm-impute: 30/30 rows (100%)' in err
   header_a, a = _read(work / 'a.csv')
   header_b, b = _read(work / 'b.csv')
-  assert header_a == header_b == 'c0,c1,c2,c3,c4'
+  assert header_a == header_b == '"c0",c1,c2,c3,c4'
   python = imputer.transform(incomplete[1])
   # Same draws; batches of other sizes (7 here, 1024 in Python) may round
   # the network's float32 sums differently, by ~1e-7.
@@ -127,7 +127,7 @@ def test_batches_and_delimiter_do_not_change_the_result(runner, incomplete,
                         batch_size=4, log=logged.append)
   one = (tmp_path / 'one.csv').read_text().splitlines()
   many = (tmp_path / 'many.csv').read_text().splitlines()
-  assert many[0] == 'c0;c1;c2;c3;c4' and len(many) == len(one)
+  assert many[0] == '"c0";c1;c2;c3;c4' and len(many) == len(one)
   np.testing.assert_allclose(
       [[float(c) for c in line.split(';')] for line in many[1:]],
       [[float(c) for c in line.split(',')] for line in one[1:]],
@@ -186,7 +186,7 @@ def test_outputs_are_checked_before_anything_runs(runner, incomplete,
     impute_csv.impute_csv(runner, path, path, overwrite=True)
   impute_csv.impute_csv(runner, path, str(tmp_path / 'out.csv'),
                         overwrite=True, log=lambda line: None)
-  assert (tmp_path / 'out.csv').read_text().startswith('c0,c1')
+  assert (tmp_path / 'out.csv').read_text().startswith('"c0",c1')
   assert sorted(os.listdir(tmp_path)) == ['out.csv']
 
 

@@ -7,7 +7,7 @@ blank lines are skipped, and an empty cell or NA/NaN/?/null marks a missing
 value. Unlike that reader, ``CsvTable`` never holds the whole file: it scans
 it once (delimiter, header, row count) and then yields batches of rows, each
 with the cells as written, so that a writer can copy the observed cells
-verbatim.
+verbatim (and the header line as it is).
 """
 import dataclasses
 import os
@@ -69,9 +69,11 @@ class CsvTable:
     first = _split_line(sample[0], self.delimiter)
     stripped = [c.strip() for c in first]
     self.header: Optional[List[str]] = None
+    self.header_line: Optional[str] = None  # as written, for the output
     if (not any(_is_number(c) for c in stripped) and
         any(c.lower() not in _MISSING for c in stripped)):
       self.header = first
+      self.header_line = sample[0]
     self.width = len(first)
     self.num_rows = sum(1 for _ in self._lines()) - (1 if self.header else 0)
     if self.num_rows == 0:

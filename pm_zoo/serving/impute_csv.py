@@ -103,8 +103,8 @@ def impute_csv(runner, input_path: str, output_path: str,
     with open(pending[0].tmp, 'w', encoding='utf-8', newline='') as out:
       writer = csv.writer(out, delimiter=table.delimiter or ' ',
                           lineterminator='\n')
-      if table.header is not None:
-        writer.writerow(table.header)
+      if table.header_line is not None:
+        out.write(table.header_line + '\n')
       for batch in table.batches(int(batch_size)):
         mask = inputs.missing_mask(
             batch.values, what=input_path,
