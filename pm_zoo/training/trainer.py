@@ -1,25 +1,56 @@
 """The training loop: a compiled, distributed step, checkpoints, summaries, progress.
 
 The loop knows nothing of data sources or model families: it takes a model
-with ``per_example_losses(x, mask, kl_weight, objective, training, noise)``, a
-``tf.data.Dataset`` of global batches ``{'x', 'mask', 'step'}`` and a strategy.
+with ``per_example_losses(x, mask, kl_weight, objective, training, noise)``
+(per-example terms, one of them ``loss``), ``trainable_variables_for(
+objective)`` and ``latent_dim``, a function giving a ``tf.data.Dataset`` of
+GLOBAL batches ``{'x', 'mask', 'step'}`` from a start step, and a strategy.
 
 Loss scaling: every replica divides the sum of its per-example losses by the
 GLOBAL batch size and the gradients are summed over replicas, so one device,
 N mirrored devices and N workers compute the same update for the same global
-batch.
+batch. Each replica takes a fixed slice of every global batch (rows
+``[r b, (r + 1) b)`` for replica r of per-replica batch b), and the latent
+noise is drawn per global batch, so each example keeps its draw whichever
+device processes it.
 
 Non-finite steps: gradients are all-reduced first, so every replica sees the
 same finiteness flag; a step whose loss or gradients are not finite applies
 no update (the optimizer's slots and iteration count do not move either), is
-counted in ``nonfinite_steps``, and after ``max_consecutive_nonfinite`` such
-steps in a row training stops with ``TrainingDivergedError`` and the last
-checkpoint is left untouched.
+counted in ``nonfinite_steps`` (a summary scalar), and after
+``max_consecutive_nonfinite`` such steps in a row training stops with
+``TrainingDivergedError``; no checkpoint is written inside such a streak, so
+the last checkpoint is the last healthy state.
+
+Loops: one call of the compiled loop runs up to ``steps_per_loop`` steps (a
+``tf.while_loop`` over the distributed iterator, as Model Garden's Orbit
+does), so the host waits on the device once per loop instead of once per
+step. A loop ends at every multiple of the log, summary, checkpoint and image
+periods, which stay exact, and early when the non-finite streak reaches its
+limit.
+
+Everything inside a step is TPU-compatible: static shapes, TF ops only,
+stateless random numbers from the input pipeline, the conditional update in
+cross-replica context (``merge_call``). With ``jit_compile`` the step is
+compiled with XLA: the whole step (update included) when the strategy has no
+collective ops, else the per-replica forward and backward pass.
+
+Preemption: checkpoints are written by ``tf.train.CheckpointManager``: the
+tensors go to ``ckpt-N_temp/``, are renamed to ``ckpt-N.index`` and
+``ckpt-N.data-*``, and only then is the ``checkpoint`` state file replaced
+(write aside, rename), so a process killed at any moment leaves the state
+file naming the last complete checkpoint. On start the newest checkpoint that
+restores is used (an unreadable one is skipped with a warning); the data
+stream is a pure function of (seed, step), so a resumed run sees the batches
+the uninterrupted run would have.
 """
 import dataclasses
+import glob
 import os
+import re
+import shutil
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from absl import logging
 import gin
@@ -32,6 +63,8 @@ from pm_zoo.training import schedules
 from pm_zoo.training import strategy as strategy_lib
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+# Seed offset of the latent noise stream (the masks use seed + 1).
+_NOISE_SEED_OFFSET = 7919
 
 
 class TrainingDivergedError(RuntimeError):
@@ -45,9 +78,10 @@ class TrainConfig:
 
   Attributes:
     num_steps: total number of optimisation steps of the run.
-    batch_size: GLOBAL batch size (split across replicas).
-    objective: 'joint' (-ELBO + L_PM), 'vae' (-ELBO only) or 'partial' (L_PM
-      only, VAE frozen; restore the VAE with ``vae_checkpoint``).
+    batch_size: GLOBAL batch size (split evenly across replicas).
+    objective: passed to the model: 'joint' (-ELBO + L_PM), 'vae' (-ELBO
+      only), 'partial' (L_PM only, VAE frozen; restore the VAE with
+      ``vae_checkpoint``), or what another model defines.
     learning_rate: a float or a Keras learning-rate schedule.
     kl_schedule: callable step -> KL weight (see ``schedules``).
     train_mask: mask distribution for training (``pm_zoo.masks``).
@@ -60,6 +94,8 @@ class TrainConfig:
     jit_compile: compile the train step with XLA.
     vae_checkpoint: with objective 'partial', a checkpoint (or model dir) of a
       trained VAE to restore before training starts.
+    steps_per_loop: most steps per call of the compiled loop (the periods
+      above end a loop early, so they stay exact).
   """
   num_steps: int = 10000
   batch_size: int = 256
@@ -77,10 +113,21 @@ class TrainConfig:
   grad_clip_norm: Optional[float] = None
   jit_compile: bool = False
   vae_checkpoint: Optional[str] = None
+  steps_per_loop: int = 100
 
   def __post_init__(self):
     if self.kl_schedule is None:
       self.kl_schedule = schedules.ConstantKL()
+    positive = ('batch_size', 'log_every', 'summary_every', 'checkpoint_every',
+                'max_consecutive_nonfinite', 'steps_per_loop')
+    for name in positive:
+      if int(getattr(self, name)) < 1:
+        raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
+                        'must be a positive integer')
+    for name in ('num_steps', 'image_summary_every'):
+      if int(getattr(self, name)) < 0:
+        raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
+                        'must be >= 0')
 
 
 def _format_duration(seconds: float) -> str:
@@ -91,21 +138,48 @@ def _format_duration(seconds: float) -> str:
 
 
 _LOGGED_TERMS = ('loss', 'elbo', 'kl', 'pm_loss')
+_NOT_TERMS = ('grad_norm', 'kl_weight', 'finite')
 
 
 def _format_terms(metrics: Dict[str, float]) -> str:
   """'loss 1.2345  elbo ...': the model's main loss terms, those it has."""
   names = [k for k in _LOGGED_TERMS if k in metrics] or [
-      k for k in sorted(metrics) if k not in ('grad_norm', 'kl_weight')]
+      k for k in sorted(metrics) if k not in _NOT_TERMS]
   return '  '.join(f'{k} {metrics[k]:.4f}' for k in names)
+
+
+def checkpoint_candidates(directory: str) -> List[str]:
+  """Checkpoint prefixes in ``directory``, newest first.
+
+  The ones the ``checkpoint`` state file lists; without a state file, every
+  ``ckpt-N.index`` on disk. Leftovers of an interrupted save (``ckpt-N_temp``,
+  files of a checkpoint the state file does not list yet) are never
+  candidates.
+  """
+  state = tf.train.get_checkpoint_state(directory)
+  if state is not None:
+    paths = list(state.all_model_checkpoint_paths)
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+      paths.append(state.model_checkpoint_path)
+  else:
+    paths = [p[:-len('.index')]
+             for p in glob.glob(os.path.join(directory, 'ckpt-*.index'))]
+  number = lambda p: int(re.search(r'-(\d+)$', p).group(1)) if re.search(
+      r'-(\d+)$', p) else -1
+  return sorted(set(paths), key=number, reverse=True)
+
+
+def _remove_save_leftovers(directory: str) -> None:
+  """Deletes ``ckpt-N_temp`` folders that a killed save left behind."""
+  for path in glob.glob(os.path.join(directory, '*_temp')):
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class Trainer:
   """Runs ``config.num_steps`` steps of a model under a strategy.
 
-  Build the model and call ``Trainer(...)`` inside nothing special: the
-  trainer creates its optimizer and counters in ``strategy.scope()``. The model
-  must have been created in the same scope and built (called once).
+  The model must have been created in ``strategy.scope()`` and built (called
+  once); the trainer creates its optimizer and counters in the same scope.
   """
 
   def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
@@ -118,40 +192,73 @@ class Trainer:
     self.image_summary_fn = image_summary_fn
     self.is_chief = strategy_lib.is_chief(strategy)
     self.variables = model.trainable_variables_for(config.objective)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+      raise UserError(f'TrainConfig.batch_size={config.batch_size} does not '
+                      f'split evenly over {replicas} replicas: use a multiple '
+                      f'of {replicas}')
     with strategy.scope():
       self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
       self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False,
                                      name='global_step')
       self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name='nonfinite_steps')
+      # Not checkpointed: a streak starts afresh in every run.
+      self.consecutive_nonfinite = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name='consecutive_nonfinite')
       # Create the optimizer slots now so that a restore fills them in.
       self.optimizer.build(self.variables)
     self.checkpoint = tf.train.Checkpoint(
         model=model, optimizer=self.optimizer, global_step=self.global_step,
         nonfinite_steps=self.nonfinite_steps)
-    write_dir = strategy_lib.worker_dir(model_dir, strategy)
+    self._write_dir = strategy_lib.WorkerDir(model_dir, strategy)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(write_dir, CHECKPOINT_SUBDIR),
+        self.checkpoint, os.path.join(self._write_dir.path, CHECKPOINT_SUBDIR),
         max_to_keep=config.max_to_keep, step_counter=self.global_step,
         checkpoint_interval=None)
-    summary_dir = os.path.join(write_dir, 'train')
-    self.writer = tf.summary.create_file_writer(summary_dir)
-    # XLA compiles the per-replica forward and backward pass; the collectives
-    # and the conditional update stay outside the compiled cluster.
-    self._compute_fn = (tf.function(self._compute, jit_compile=True)
-                        if config.jit_compile else self._compute)
-    self._train_step = tf.function(self._step)
+    self.writer = (tf.summary.create_file_writer(
+        os.path.join(model_dir, 'train')) if self.is_chief else
+                   tf.summary.create_noop_writer())
+    self._compute_fn = self._compute
+    self._step_fn = self._replica_step
+    if config.jit_compile and not isinstance(strategy, tf.distribute.TPUStrategy):
+      if strategy_lib.uses_collectives(strategy):
+        self._compute_fn = tf.function(self._compute, jit_compile=True)
+      else:
+        self._step_fn = tf.function(self._replica_step, jit_compile=True)
+    self._metric_names = []
+    self._loop = tf.function(self._steps)
 
   # ---------------------------------------------------------------- restore
   def restore_or_initialize(self) -> int:
-    """Resumes from the latest checkpoint of the run; returns the step."""
-    latest = tf.train.latest_checkpoint(
-        os.path.join(self.model_dir, CHECKPOINT_SUBDIR))
-    if latest:
-      self.checkpoint.restore(latest).assert_existing_objects_matched()
-      logging.info('resumed from %s at step %d', latest,
+    """Resumes from the newest checkpoint that restores; returns the step.
+
+    A checkpoint that fails to restore (unreadable files) is skipped with a
+    warning in favour of the one before it; when checkpoints exist and none
+    restores, that is an error, not a silent fresh start.
+    """
+    directory = os.path.join(self.model_dir, CHECKPOINT_SUBDIR)
+    if self.is_chief:
+      _remove_save_leftovers(directory)
+    candidates = checkpoint_candidates(directory)
+    errors = []
+    for path in candidates:
+      try:
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        logging.warning('cannot restore %s (%s); trying the checkpoint '
+                        'before it', path, first_line)
+        errors.append(f'{os.path.basename(path)}: {first_line}')
+        continue
+      logging.info('resumed from %s at step %d', path,
                    int(self.global_step.numpy()))
-    elif self.config.objective == 'partial':
+      return int(self.global_step.numpy())
+    if candidates:
+      raise UserError(f'no checkpoint in {directory} restores ('
+                      f'{"; ".join(errors)}): pass a new --model_dir or '
+                      'delete the broken checkpoints')
+    if self.config.objective == 'partial':
       restore_vae(self.model, self.config.vae_checkpoint)
     return int(self.global_step.numpy())
 
@@ -170,10 +277,17 @@ class Trainer:
               for k, v in terms.items()}
     return grads, totals
 
-  def _replica_step(self, batch, step):
+  def _replica_step(self, batch):
+    """One step on one replica; returns the global-batch means of the terms.
+
+    The update happens in cross-replica context (``merge_call``): a
+    conditional update must not sit in replica context, where the
+    optimizer's own ``merge_call`` would be inside a branch.
+    """
     cfg = self.config
     ctx = tf.distribute.get_replica_context()
-    kl_weight = cfg.kl_schedule(step)
+    kl_weight = tf.cast(cfg.kl_schedule(self.global_step.read_value()),
+                        tf.float32)
     grads, totals = self._compute_fn(batch, kl_weight)
     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     totals = ctx.all_reduce(tf.distribute.ReduceOp.SUM, totals)
@@ -184,31 +298,108 @@ class Trainer:
     if cfg.grad_clip_norm:
       grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm,
                                         use_norm=grad_norm)
+    ctx.merge_call(self._update, args=(grads, finite))
     totals['grad_norm'] = grad_norm
     totals['kl_weight'] = kl_weight
-    return grads, totals, tf.cast(finite, tf.float32)
+    totals['finite'] = tf.cast(finite, tf.float32)
+    return totals
+
+  def _update(self, strategy, grads, finite):
+    """Cross-replica part of a step: update if finite, count the step."""
+    # Every replica holds the same all-reduced flag; take the first.
+    finite = strategy.experimental_local_results(finite)[0]
+
+    def apply():
+      strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+      return tf.constant(True)
+
+    tf.cond(finite, apply, lambda: tf.constant(False))
+    bad = tf.cast(tf.logical_not(finite), tf.int64)
+    self.global_step.assign_add(1)
+    self.nonfinite_steps.assign_add(bad)
+    self.consecutive_nonfinite.assign((self.consecutive_nonfinite + 1) * bad)
 
   def _apply(self, grads):
     self.optimizer.apply_gradients(zip(grads, self.variables),
                                    skip_gradients_aggregation=True)
-    return tf.constant(True)
 
-  def _step(self, batch):
-    # The step being taken; the dataset's k-th batch is step start + k.
-    step = tf.identity(self.global_step)
-    grads, totals, finite = self.strategy.run(self._replica_step,
-                                              args=(batch, step))
-    # Every replica holds the same all-reduced values; take the first.
-    first = lambda v: self.strategy.experimental_local_results(v)[0]
-    finite = first(finite) > 0.5
-    tf.cond(finite, lambda: self._apply(grads), lambda: tf.constant(False))
-    self.global_step.assign_add(1)
-    self.nonfinite_steps.assign_add(tf.cast(tf.logical_not(finite), tf.int64))
-    metrics = {k: first(v) for k, v in totals.items()}
-    metrics['finite'] = finite
-    return metrics
+  def _distributed_step(self, iterator):
+    totals = self.strategy.run(self._step_fn, args=(next(iterator),))
+    return {k: self.strategy.experimental_local_results(v)[0]
+            for k, v in totals.items()}
+
+  def _steps(self, iterator, num_steps):
+    """Up to ``num_steps`` steps; the last step's metrics, packed.
+
+    The loop stops early once ``max_consecutive_nonfinite`` steps in a row
+    were not finite. The metrics (float32 scalars) travel as one vector in
+    the order of ``_metric_names`` (set while tracing): a loop variable of
+    known structure, so the step is traced only once.
+    """
+    limit = tf.constant(self.config.max_consecutive_nonfinite, tf.int64)
+    packed = tf.zeros([0], tf.float32)
+    for _ in tf.range(num_steps):
+      tf.autograph.experimental.set_loop_options(
+          shape_invariants=[(packed, tf.TensorShape([None]))])
+      if self.consecutive_nonfinite >= limit:
+        break
+      packed = self._packed_step(iterator)
+    return packed
+
+  def _packed_step(self, iterator):
+    metrics = self._distributed_step(iterator)
+    self._metric_names = sorted(metrics)
+    return tf.stack([tf.cast(metrics[k], tf.float32)
+                     for k in self._metric_names])
+
+  # ---------------------------------------------------------------- the data
+  def _distributed_dataset(self, dataset_fn, start: int):
+    """Per-replica slices of the global batches from step ``start`` on.
+
+    Every input pipeline (one per worker) builds the same global batch and
+    keeps the slices of its own replicas, in replica order; the strategy
+    hands consecutive elements to consecutive local replicas.
+    """
+    cfg = self.config
+    replicas = self.strategy.num_replicas_in_sync
+    per_replica = cfg.batch_size // replicas
+    latent_dim = self.model.latent_dim
+
+    def input_fn(context):
+      local = replicas // context.num_input_pipelines
+      first = context.input_pipeline_id * local
+
+      def slices(batch):
+        # The scalar 'step' seeds the noise; the trainer counts steps itself
+        # (batch k of the dataset is step start + k).
+        noise = tf.random.stateless_normal(
+            [cfg.batch_size, latent_dim],
+            seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
+                                       tf.int64), batch['step']]),
+            alg='philox')
+        parts = {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
+        return {k: tf.reshape(v, [replicas, per_replica, *v.shape[1:]])
+                   [first:first + local] for k, v in parts.items()}
+
+      dataset = dataset_fn(start).map(slices).unbatch()
+      options = tf.data.Options()
+      options.experimental_distribute.auto_shard_policy = (
+          tf.data.experimental.AutoShardPolicy.OFF)
+      return dataset.with_options(options)
+
+    return self.strategy.distribute_datasets_from_function(input_fn)
 
   # ---------------------------------------------------------------- the loop
+  def _loop_length(self, done: int) -> int:
+    """Steps until the next period boundary, at most ``steps_per_loop``."""
+    cfg = self.config
+    periods = [cfg.log_every, cfg.summary_every, cfg.checkpoint_every]
+    if cfg.image_summary_every and self.image_summary_fn is not None:
+      periods.append(cfg.image_summary_every)
+    stop = min([cfg.num_steps, done + cfg.steps_per_loop] +
+               [(done // p + 1) * p for p in periods])
+    return stop - done
+
   def train(self, dataset_fn: Callable[[int], tf.data.Dataset],
             on_first_step: Optional[Callable[[], None]] = None
             ) -> Dict[str, float]:
@@ -225,72 +416,72 @@ class Trainer:
       logging.info('nothing to do: the run is at step %d of %d', start,
                    cfg.num_steps)
       return {}
-    # The scalar 'step' cannot be split across replicas: drop it; the trainer
-    # counts steps itself (batch k of the dataset is step start + k). The
-    # latent noise is drawn per global batch here, so each example keeps its
-    # draw whichever replica processes it.
-    latent_dim = self.model.latent_dim
-    noise_seed = tf.constant(cfg.seed + 7919, tf.int64)
-
-    def add_noise(batch):
-      shape = [cfg.batch_size, latent_dim]
-      noise = tf.random.stateless_normal(
-          shape, seed=tf.stack([noise_seed, batch['step']]), alg='philox')
-      return {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
-
-    dataset = dataset_fn(start).map(add_noise)
-    dist_dataset = self.strategy.experimental_distribute_dataset(dataset)
-    iterator = iter(dist_dataset)
-    consecutive_nonfinite = 0
+    iterator = iter(self._distributed_dataset(dataset_fn, start))
+    self.consecutive_nonfinite.assign(0)
+    seen_nonfinite = int(self.nonfinite_steps.numpy())
     last = {}
     t0 = time.time()
-    window_start, window_steps = t0, 0
-    for step in range(start, cfg.num_steps):
-      metrics = self._train_step(next(iterator))
-      window_steps += 1
-      if step == start and on_first_step is not None:
-        on_first_step()
-      if bool(metrics['finite']):
-        consecutive_nonfinite = 0
-      else:
-        consecutive_nonfinite += 1
-        logging.warning('step %d: non-finite loss or gradients, update '
-                        'skipped (%d in a row)', step + 1,
-                        consecutive_nonfinite)
-        if consecutive_nonfinite >= cfg.max_consecutive_nonfinite:
-          raise TrainingDivergedError(
-              f'{consecutive_nonfinite} non-finite steps in a row at step '
-              f'{step + 1}: training stopped, the last checkpoint in '
-              f'{self.model_dir} is intact; lower the learning rate or clip '
-              'gradients (TrainConfig.grad_clip_norm)')
-      done = step + 1
-      if done % cfg.summary_every == 0 or done == cfg.num_steps:
-        self._write_scalars(metrics, done)
-      if done % cfg.log_every == 0 or done == cfg.num_steps:
-        now = time.time()
-        rate = window_steps / max(now - window_start, 1e-9)
-        window_start, window_steps = now, 0
-        last = {k: float(v) for k, v in metrics.items() if k != 'finite'}
-        with self.writer.as_default(step=done):
-          tf.summary.scalar('steps_per_sec', rate)
-        logging.info(
-            'step %d/%d  %s  | %.1f steps/s  ETA %s', done, cfg.num_steps,
-            _format_terms(last), rate,
-            _format_duration((cfg.num_steps - done) / max(rate, 1e-9)))
-      if (cfg.image_summary_every and self.image_summary_fn is not None and
-          self.is_chief and done % cfg.image_summary_every == 0):
-        with self.writer.as_default(step=done):
-          tf.summary.image('inpainting', self.image_summary_fn(), step=done)
-      # No checkpoint inside a run of non-finite steps: the last one saved
-      # stays the last healthy state.
-      if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
-          and consecutive_nonfinite == 0):
-        self.manager.save(checkpoint_number=done)
-    self.writer.flush()
+    window_start, window_step = t0, start
+    done, metrics = start, None
+    try:
+      while done < cfg.num_steps:
+        # One step first: on_first_step runs early, after tracing.
+        length = 1 if metrics is None else self._loop_length(done)
+        packed = self._loop(iterator, tf.constant(length, tf.int32)).numpy()
+        metrics = dict(zip(self._metric_names, packed.tolist()))
+        previous, done = done, int(self.global_step.numpy())
+        if previous == start and on_first_step is not None:
+          on_first_step()
+        seen_nonfinite = self._check_finite(previous, done, seen_nonfinite)
+        if done % cfg.summary_every == 0 or done == cfg.num_steps:
+          self._write_scalars(metrics, done)
+        if done % cfg.log_every == 0 or done == cfg.num_steps:
+          now = time.time()
+          rate = (done - window_step) / max(now - window_start, 1e-9)
+          window_start, window_step = now, done
+          last = {k: float(v) for k, v in metrics.items() if k != 'finite'}
+          with self.writer.as_default(step=done):
+            tf.summary.scalar('steps_per_sec', rate)
+          logging.info(
+              'step %d/%d  %s  | %.1f steps/s  ETA %s', done, cfg.num_steps,
+              _format_terms(last), rate,
+              _format_duration((cfg.num_steps - done) / max(rate, 1e-9)))
+        if (cfg.image_summary_every and self.image_summary_fn is not None and
+            self.is_chief and done % cfg.image_summary_every == 0):
+          with self.writer.as_default(step=done):
+            tf.summary.image('inpainting', self.image_summary_fn(), step=done)
+        # No checkpoint inside a run of non-finite steps: the last one saved
+        # stays the last healthy state.
+        if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
+            and int(self.consecutive_nonfinite.numpy()) == 0):
+          self.manager.save(checkpoint_number=done)
+          self._write_dir.discard()
+    finally:
+      self.writer.flush()
+      self._write_dir.discard()
     last.setdefault('loss', float(metrics['loss']))
     last['nonfinite_steps'] = int(self.nonfinite_steps.numpy())
     last['seconds'] = time.time() - t0
     return last
+
+  def _check_finite(self, previous: int, done: int, seen: int) -> int:
+    """Warns about the non-finite steps of the last loop; stops a streak.
+
+    Returns the running count of non-finite steps.
+    """
+    total = int(self.nonfinite_steps.numpy())
+    streak = int(self.consecutive_nonfinite.numpy())
+    if total > seen:
+      logging.warning('steps %d-%d: %d non-finite loss or gradients, update '
+                      'skipped (%d in a row)', previous + 1, done,
+                      total - seen, streak)
+    if streak >= self.config.max_consecutive_nonfinite:
+      raise TrainingDivergedError(
+          f'{streak} non-finite steps in a row at step {done}: training '
+          f'stopped, the last checkpoint in {self.model_dir} is intact; '
+          'lower the learning rate or clip gradients '
+          '(TrainConfig.grad_clip_norm)')
+    return total
 
   def _write_scalars(self, metrics, step):
     with self.writer.as_default(step=step):
