@@ -190,15 +190,16 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     if not 0.0 <= self.validation_fraction < 1.0:
       raise UserError(f'validation_fraction={self.validation_fraction}: give '
                       'a fraction in [0, 1)')
-    model_dir = self._new_run_dir()
+    # Configuration errors surface before anything is written.
     bindings, train_rows = self._bindings(len(table))
-    data_path = os.path.join(model_dir, FIT_DATA)
-    np.save(data_path, table.astype(np.float32))
     configs.parse([self.gin_file], bindings)
     if self.batch_size is None and gin.query_parameter(
         'TrainConfig.batch_size') > train_rows:
       configs.parse([self.gin_file],
                     bindings + [f'TrainConfig.batch_size = {train_rows}'])
+    model_dir = self._new_run_dir()
+    data_path = os.path.join(model_dir, FIT_DATA)
+    np.save(data_path, table.astype(np.float32))
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.INFO if self.verbose else logging.WARNING)
     try:

@@ -47,13 +47,14 @@ def check_outputs(input_path: str, output_path: str,
 
 def _progress_logger(total: int, log: Callable[[str], None]):
   start = time.perf_counter()
-  last = [start]
+  last = {'time': start, 'done': -1}
 
   def report(done: int, final: bool = False):
     now = time.perf_counter()
-    if not final and now - last[0] < PROGRESS_SECONDS:
+    if (now - last['time'] < PROGRESS_SECONDS and not final) or (
+        done == last['done']):
       return
-    last[0] = now
+    last.update(time=now, done=done)
     rate = done / max(now - start, 1e-9)
     eta = (total - done) / rate if rate > 0 else float('inf')
     log(f'pm-impute: {done}/{total} rows ({100.0 * done / total:.0f}%), '
