@@ -42,7 +42,6 @@ not.
 
 Global state: ``fit`` and ``load`` parse gin (clearing any config you had).
 """
-import json
 import os
 import shutil
 import tempfile

@@ -37,7 +37,6 @@ Signature names must not clash with the core ones.
 """
 import dataclasses
 import importlib
-import json
 import os
 import shutil
 import tempfile
