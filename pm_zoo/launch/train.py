@@ -3,8 +3,12 @@ r"""pm-train: trains a Posterior Matching experiment described by gin files.
   pm-train --gin_file=demo.gin --model_dir=runs/demo
   pm-train --gin_file=uci_gas.gin --data_path=data/gas --model_dir=runs/gas \
       --strategy=mirrored
+  TF_CONFIG='{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+      "task": {"type": "worker", "index": 0}}' pm-train ... --strategy=multi_worker
+  pm-train ... --strategy=tpu --tpu=local        # on a Cloud TPU VM
 
-Run again with the same command to resume from the last checkpoint.
+Run again with the same command to resume from the last checkpoint (also
+after the process was killed: the last complete checkpoint is used).
 """
 from absl import app
 from absl import flags
@@ -49,7 +53,11 @@ def main(argv):
       print(f"training done: loss {result.get('loss', float('nan')):.4f} "
             f"in {result.get('seconds', 0.0):.0f}s "
             f"({result.get('nonfinite_steps', 0)} non-finite steps skipped)")
-    if FLAGS.evaluate:
+    # Under multi_worker only the chief evaluates (and writes metrics.json);
+    # make_strategy hands back the strategy the run trained under.
+    chief = strategy_lib.is_chief(
+        strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu))
+    if FLAGS.evaluate and chief:
       metrics = experiment.evaluate(FLAGS.model_dir)
       print(evaluation.format_report(metrics, FLAGS.model_dir))
 

@@ -245,7 +245,10 @@ class Trainer:
     for path in candidates:
       try:
         self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
+      # Unreadable files surface as any of these (a truncated data file as
+      # IndexError from the reader).
+      except (tf.errors.OpError, ValueError, AssertionError, IndexError,
+              KeyError, OSError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         logging.warning('cannot restore %s (%s); trying the checkpoint '
                         'before it', path, first_line)
