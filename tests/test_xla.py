@@ -2,11 +2,11 @@
 
 A TPU compiles the whole step with XLA. Here the gin experiments' models
 (shrunk: 8 units, one block, latent size 2, a two-layer conv stack on 8x8
-images) and the partial posterior heads train two steps through the
-``Trainer`` with ``TrainConfig.jit_compile=True`` on CPU under the default
-strategy, where the whole replica step (forward, backward, finiteness check,
-conditional update) is one XLA computation; ``jit_compile=True`` fails
-rather than falling back when an op cannot be compiled.
+images) and the partial posterior heads take two steps of the ``Trainer``'s
+``replica_step`` (forward, backward, finiteness check, conditional update,
+counters) under ``tf.function(jit_compile=True)`` on CPU: one XLA
+computation per step; ``jit_compile=True`` fails rather than falling back
+when an op cannot be compiled.
 
 XLA compiles op by op, so the test compiles a set of models that together
 hold every layer type and every training setting (objective, KL and
@@ -21,7 +21,6 @@ import tensorflow as tf
 from pm_zoo import configs
 from pm_zoo import experiment
 from pm_zoo import masks
-from pm_zoo.data import train_batches
 from pm_zoo.training import trainer as trainer_lib
 import test_gin_files
 import test_partial_heads
@@ -35,10 +34,7 @@ HEAD_SHRINK = {
     'iaf': dict(num_flows=1, hidden_units=(8,), context_size=4),
 }
 SHRINK = [
-    'TrainConfig.batch_size = 4', 'TrainConfig.num_steps = 2',
-    'TrainConfig.jit_compile = True', 'TrainConfig.checkpoint_every = 2',
-    'TrainConfig.log_every = 2', 'TrainConfig.summary_every = 2',
-    'TrainConfig.image_summary_every = 0', 'GaussianVAE.latent_dim = 2',
+    'TrainConfig.batch_size = 4', 'GaussianVAE.latent_dim = 2',
     'ConvEncoder.layers = ((4, 3, 2), (4, 2, 1))',
     'ConvDecoder.layers = ((4, 2, 1), (4, 3, 2), (4, 3, 2))',
     'ConvDecoder.output_kernel = 3',
@@ -77,10 +73,8 @@ def _candidates():
     head = functools.partial(head, **HEAD_SHRINK.get(name, {}))
     model = test_partial_heads._model(  # pylint: disable=protected-access
         head, latent_dim=2)
-    cfg = trainer_lib.TrainConfig(
-        num_steps=2, batch_size=4, jit_compile=True, checkpoint_every=2,
-        log_every=2, summary_every=2, image_summary_every=0,
-        train_mask=masks.BernoulliMask(0.5))
+    cfg = trainer_lib.TrainConfig(batch_size=4,
+                                  train_mask=masks.BernoulliMask(0.5))
     found.append((f'head {name}', _features(model, cfg), (model, cfg)))
   return found
 
@@ -97,16 +91,21 @@ def _cover(candidates):
 
 
 def _train_compiled(model, cfg, tmp_dir):
-  """Two XLA-compiled steps; checks they ran and moved every layer."""
+  """Two steps of the Trainer's whole replica step compiled by XLA."""
   before = [w.numpy() for w in model.trainable_variables]
-  shape = model.feature_shape
-  x = np.random.default_rng(0).uniform(size=(8, *shape)).astype(np.float32)
   run = trainer_lib.Trainer(model, tf.distribute.get_strategy(), tmp_dir, cfg)
-  result = run.train(lambda start: train_batches(
-      x, cfg.batch_size, seed=0, start_step=start,
-      mask_sampler=cfg.train_mask))
-  assert int(run.global_step.numpy()) == 2 and result['nonfinite_steps'] == 0
-  assert np.isfinite(result['loss'])
+  shape = [cfg.batch_size, *model.feature_shape]
+  batch = {
+      'x': tf.random.stateless_uniform(shape, seed=[0, 1]),
+      'mask': cfg.train_mask(shape, tf.constant([0, 2], tf.int64)),
+      'noise': tf.random.stateless_normal([cfg.batch_size, model.latent_dim],
+                                          seed=[0, 3])}
+  step = tf.function(run.replica_step, jit_compile=True)
+  for _ in range(2):
+    metrics = step(batch)
+  assert int(run.global_step.numpy()) == 2
+  assert int(run.nonfinite_steps.numpy()) == 0
+  assert np.isfinite(float(metrics['loss']))
   moved = [not np.array_equal(a, w.numpy())
            for a, w in zip(before, model.trainable_variables)]
   assert sum(moved) >= len(moved) // 2, moved

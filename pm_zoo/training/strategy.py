@@ -128,16 +128,6 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
           and 'chief' not in cluster)
 
 
-def uses_collectives(strategy: tf.distribute.Strategy) -> bool:
-  """True when the replicas all-reduce through collective ops.
-
-  Those cannot sit inside an XLA cluster on CPU or GPU, so a trainer
-  compiles only the per-replica computation under such a strategy.
-  """
-  return isinstance(strategy, (tf.distribute.MirroredStrategy,
-                               tf.distribute.MultiWorkerMirroredStrategy))
-
-
 class WorkerDir:
   """Where this worker writes checkpoints: the run's dir, or scratch space.
 
