@@ -16,36 +16,24 @@ from pm_zoo.errors import UserError
 from pm_zoo.serving import export
 from pm_zoo.serving import module as module_lib
 from pm_zoo.serving import rest
+from pm_zoo.serving import tf_only as tf_only_lib
 import serving_fixtures
 
-# Runs in a process whose imports of these fail, as on a TF Serving host:
-# loads the SavedModel, calls each signature on the REST request bodies the
-# way TF Serving decodes them, then runs saved_model_cli's own entry point
+# Runs in a process whose imports of pm_zoo, tensorflow_probability, tf_keras
+# and gin fail, as on a TF Serving host (pm_zoo.serving.tf_only): loads the
+# SavedModel, calls each signature on the REST request bodies the way TF
+# Serving decodes them, then runs saved_model_cli's own entry point
 # (the `saved_model_cli` command) for `show --all` and `run` of impute.
-TF_ONLY_SCRIPT = r'''
-import contextlib, io, json, sys
-BLOCKED = ('pm_zoo', 'tensorflow_probability', 'tf_keras', 'gin')
-
-class _Block:
-  def find_spec(self, name, path=None, target=None):
-    if name.partition('.')[0] in BLOCKED:
-      raise ImportError(name + ' is blocked: a serving host has tensorflow only')
-    return None
-
-sys.meta_path.insert(0, _Block())
-import tensorflow as tf
+TF_ONLY_SCRIPT = tf_only_lib.script(r'''
+import contextlib, io
 path, work = sys.argv[1:]
 loaded = tf.saved_model.load(path)
 results = {'signatures': sorted(loaded.signatures), 'outputs': {}}
 with open(work + '/requests.json') as f:
   requests = json.load(f)
 for key, body in requests.items():
-  # What TF Serving does with a REST body: each input to the declared dtype.
-  fn = loaded.signatures[body['signature_name']]
-  specs = fn.structured_input_signature[1]
-  args = {k: tf.constant(v, dtype=specs[k].dtype)
-          for k, v in body['inputs'].items()}
-  results['outputs'][key] = {k: v.numpy().tolist() for k, v in fn(**args).items()}
+  results['outputs'][key] = {k: v.tolist()
+                             for k, v in call_rest_body(loaded, body).items()}
 
 from tensorflow.python.tools import saved_model_cli
 for command in (['show', '--dir', path, '--all'],
@@ -62,11 +50,10 @@ for command in (['show', '--dir', path, '--all'],
     except SystemExit as e:
       code = e.code or 0
   results['saved_model_cli_' + command[0]] = [code, printed.getvalue()]
-results['imported'] = sorted({m.partition('.')[0] for m in sys.modules}
-                             & set(BLOCKED))
+results['imported'] = blocked_imports()
 with open(work + '/tf_only.json', 'w') as f:
   json.dump(results, f)
-'''
+''')
 
 
 @pytest.fixture(scope='module')
@@ -112,8 +99,6 @@ def background(exported, requests, rows, imputer, tmp_path_factory):
   (work / 'requests.json').write_text(json.dumps(requests))
   np.save(work / 'x.npy', rows[0])
   np.save(work / 'mask.npy', rows[1])
-  tf_only_env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
-  tf_only_env['TF_CPP_MIN_LOG_LEVEL'] = '3'
   # A run stopped before its first checkpoint.
   no_checkpoint = work / 'no_checkpoint'
   shutil.copytree(imputer.model_dir_, no_checkpoint,
@@ -122,7 +107,7 @@ def background(exported, requests, rows, imputer, tmp_path_factory):
   procs = {
       'tf_only': subprocess.Popen(
           [sys.executable, str(work / 'tf_only.py'), version, str(work)],
-          cwd=str(work), env=tf_only_env, stdout=subprocess.PIPE,
+          cwd=str(work), env=tf_only_lib.environment(), stdout=subprocess.PIPE,
           stderr=subprocess.PIPE, text=True),
       'export_no_checkpoint': subprocess.Popen(
           [sys.executable, '-m', 'launch.export',

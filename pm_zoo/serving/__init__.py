@@ -10,4 +10,5 @@ Python imputer and ``pm-impute``.
   csv_io.py     streaming CSV reading and writing for ``pm-impute``
   impute_csv.py what ``pm-impute`` does
   rest.py       TF Serving REST request bodies for each signature
+  tf_only.py    scripts for a process with TensorFlow only (a serving host)
 """
