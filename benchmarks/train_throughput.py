@@ -23,10 +23,13 @@ Each run is the real ``Trainer`` on random data of the model's shape (20
 global batches: standard normal rows for tables, uniform [0, 1] pixels for
 images) and the experiment's own training settings. After a warm-up
 (a ``Trainer.train`` call of ``--warmup`` steps: tracing, XLA compilation),
-a second call trains 1 + ``--steps`` steps and is timed from the end of its
-first step (``on_first_step``) to its return: steady-state training, without
-the call's start-up (restoring the checkpoint, building the input pipeline),
-with its final checkpoint. Logging and summaries keep the experiment's
+``--repeats`` calls train 1 + ``--steps`` steps each and are timed from the
+end of their first step (``on_first_step``) to their return: steady-state
+training, without the call's start-up (restoring the checkpoint, building
+the input pipeline), with its final checkpoint. The fastest call counts (as
+``timeit`` does): on a shared machine the others measure the neighbours.
+The process's CPU time per step (all threads, the least over the calls) is
+reported too: it counts the work a step costs, whatever else runs. Logging and summaries keep the experiment's
 periods; checkpoints are written only at the end of each call.
 
 FLOPs of a step are counted by TensorFlow's profiler
@@ -49,7 +52,8 @@ Prints one table and writes JSON (``--output``)::
    "matmul": [{"shape": [m, k, n], "flops_per_s": ..}, ...],
    "runs": [{"model": .., "xla": true|false, "devices": n,
              "steps_per_s": .., "examples_per_s": .., "flops_per_s": ..,
-             "flops_per_step": .., "batch_size": .., "peak_fraction": ..}]}
+             "flops_per_step": .., "batch_size": .., "peak_fraction": ..,
+             "cpu_seconds_per_step": ..}]}
 """
 import argparse
 import os
@@ -162,7 +166,7 @@ def _data(shape, batch_size: int) -> np.ndarray:
 
 
 def run_one(name: str, xla: bool, devices: int, steps: int, warmup: int,
-            extra_bindings: Sequence[str]) -> Dict:
+            repeats: int, extra_bindings: Sequence[str]) -> Dict:
   """Times the Trainer on model ``name``; returns the run's JSON row."""
   gin_file, bindings, shape = MODELS[name]
   configs.parse([gin_file], [*bindings, *extra_bindings,
@@ -187,29 +191,32 @@ def run_one(name: str, xla: bool, devices: int, steps: int, warmup: int,
     return train_batches(data, cfg.batch_size, seed=cfg.seed,
                          start_step=start, mask_sampler=cfg.train_mask)
 
-  def steps_per_second(count):
-    """Rate of ``count`` steps after the first step of a train() call."""
+  def timed(count):
+    """(steps/s, CPU s/step) of ``count`` steps after a call's first step."""
     marks = []
     cfg.num_steps = int(trainer.global_step.numpy()) + 1 + count
-    trainer.train(dataset_fn,
-                  on_first_step=lambda: marks.append(time.perf_counter()))
-    return count / (time.perf_counter() - marks[0])
+    trainer.train(dataset_fn, on_first_step=lambda: marks.append(
+        (time.perf_counter(), time.process_time())))
+    wall = time.perf_counter() - marks[0][0]
+    return count / wall, (time.process_time() - marks[0][1]) / count
 
-  steps_per_second(warmup)
-  steps_per_s = steps_per_second(steps)
+  timed(warmup)
+  rates, cpu = zip(*[timed(steps) for _ in range(repeats)])
+  steps_per_s = max(rates)
   return {'model': name, 'xla': xla, 'devices': devices,
           'batch_size': cfg.batch_size,
           'steps_per_s': steps_per_s,
           'examples_per_s': steps_per_s * cfg.batch_size,
           'flops_per_step': flops,
-          'flops_per_s': steps_per_s * flops}
+          'flops_per_s': steps_per_s * flops,
+          'cpu_seconds_per_step': min(cpu)}
 
 
 def format_table(result: Dict) -> str:
   peak = result['matmul_flops_per_s']
   lines = [f'{"model":10s} {"xla":>5s} {"dev":>4s} {"steps/s":>9s} '
            f'{"examples/s":>11s} {"GFLOP/step":>10s} {"GFLOP/s":>9s} '
-           f'{"of peak":>8s} {"XLA x":>6s}']
+           f'{"of peak":>8s} {"XLA x":>6s} {"CPU ms/step":>11s}']
   plain = {(r['model'], r['devices']): r['steps_per_s']
            for r in result['runs'] if not r['xla']}
   for r in result['runs']:
@@ -220,7 +227,8 @@ def format_table(result: Dict) -> str:
         f'{r["model"]:10s} {str(r["xla"]).lower():>5s} {r["devices"]:4d} '
         f'{r["steps_per_s"]:9.2f} {r["examples_per_s"]:11.0f} '
         f'{r["flops_per_step"] / 1e9:10.3f} {r["flops_per_s"] / 1e9:9.1f} '
-        f'{r["flops_per_s"] / peak:8.1%} {gain}')
+        f'{r["flops_per_s"] / peak:8.1%} {gain} '
+        f'{1e3 * r["cpu_seconds_per_step"]:11.1f}')
   shapes = ', '.join(f'{m["shape"][0]}x{m["shape"][1]}x{m["shape"][2]}: '
                      f'{m["flops_per_s"] / 1e9:.1f}' for m in result['matmul'])
   lines.append(f'matmul peak {peak / 1e9:.1f} GFLOP/s ({shapes} GFLOP/s)')
@@ -241,6 +249,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument('--steps', type=int, default=None,
                       help='timed steps per run (default per model: '
                       f'{DEFAULT_STEPS})')
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='timed calls per run; the fastest counts')
   parser.add_argument('--warmup', type=int, default=10,
                       help='untimed steps first (tracing, compiling)')
   parser.add_argument('--matmul_seconds', type=float, default=1.0,
@@ -278,7 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         for xla in xlas:
           runs.append(run_one(name, xla, count,
                               args.steps or DEFAULT_STEPS[name], args.warmup,
-                              args.gin_bindings))
+                              args.repeats, args.gin_bindings))
           print(f'{name} xla={xla} devices={count}: '
                 f'{runs[-1]["steps_per_s"]:.2f} steps/s', flush=True)
     # Measured again at the end: on a shared machine the best one counts.

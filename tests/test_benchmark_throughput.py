@@ -19,7 +19,8 @@ def test_runs_report_consistent_rates(tmp_path, capsys):
   output = tmp_path / 'throughput.json'
   result = train_throughput.main(
       ['--models=gas', '--xla=false,true', '--devices=1', '--steps=3',
-       '--warmup=1', '--matmul_seconds=0.05', f'--output={output}', *SMALL])
+       '--repeats=1', '--warmup=1', '--matmul_seconds=0.05',
+       f'--output={output}', *SMALL])
   printed = capsys.readouterr().out
   with open(output) as f:
     assert json.load(f) == json.loads(json.dumps(result))
@@ -29,6 +30,7 @@ def test_runs_report_consistent_rates(tmp_path, capsys):
       ('gas', False, 1), ('gas', True, 1)]
   for run in result['runs']:
     assert run['batch_size'] == 64 and run['steps_per_s'] > 0
+    assert run['cpu_seconds_per_step'] > 0
     assert run['examples_per_s'] == pytest.approx(64 * run['steps_per_s'])
     assert run['flops_per_s'] == pytest.approx(
         run['flops_per_step'] * run['steps_per_s'])

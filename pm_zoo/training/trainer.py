@@ -151,10 +151,9 @@ def _format_terms(metrics: Dict[str, float]) -> str:
 def checkpoint_candidates(directory: str) -> List[str]:
   """Checkpoint prefixes in ``directory``, newest first.
 
-  The ones the ``checkpoint`` state file lists; without a state file, every
-  ``ckpt-N.index`` on disk. Leftovers of an interrupted save (``ckpt-N_temp``,
-  files of a checkpoint the state file does not list yet) are never
-  candidates.
+  The ones the ``checkpoint`` state file lists, so that the files of a save
+  interrupted before the state file named it are ignored; without a state
+  file, every ``ckpt-N.index`` on disk (each must still restore).
   """
   state = tf.train.get_checkpoint_state(directory)
   if state is not None:
@@ -164,9 +163,12 @@ def checkpoint_candidates(directory: str) -> List[str]:
   else:
     paths = [p[:-len('.index')]
              for p in glob.glob(os.path.join(directory, 'ckpt-*.index'))]
-  number = lambda p: int(re.search(r'-(\d+)$', p).group(1)) if re.search(
-      r'-(\d+)$', p) else -1
-  return sorted(set(paths), key=number, reverse=True)
+  return sorted(set(paths), key=_checkpoint_number, reverse=True)
+
+
+def _checkpoint_number(prefix: str) -> int:
+  match = re.search(r'-(\d+)$', prefix)
+  return int(match.group(1)) if match else -1
 
 
 def _remove_save_leftovers(directory: str) -> None:
@@ -283,11 +285,12 @@ class Trainer:
   def replica_step(self, batch):
     """One step on one replica; returns the global-batch means of the terms.
 
-    Runs inside ``strategy.run``. ``batch`` holds this replica's ``x``,
+    Runs inside ``strategy.run``; ``batch`` holds this replica's ``x``,
     ``mask`` and ``noise``. Everything in it compiles with XLA as one
-    computation, update included (as on a TPU). The update happens in cross-replica context (``merge_call``): a
-    conditional update must not sit in replica context, where the
-    optimizer's own ``merge_call`` would be inside a branch.
+    computation, update included (as on a TPU). The update happens in
+    cross-replica context (``merge_call``): a conditional update must not sit
+    in replica context, where the optimizer's own ``merge_call`` would be
+    inside a branch.
     """
     cfg = self.config
     ctx = tf.distribute.get_replica_context()
