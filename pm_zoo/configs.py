@@ -55,7 +55,7 @@ def resolve(path: str) -> str:
 def register_configurables() -> None:
   """Imports every module whose configurables gin files may name."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from pm_zoo import experiment, masks, matching
+  from pm_zoo import acquisition, experiment, masks, matching
   from pm_zoo.distributions import heads
   from pm_zoo.models import gaussian_vae
   from pm_zoo.networks import conv, mlp

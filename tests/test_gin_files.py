@@ -24,8 +24,9 @@ def _feature_shape():
   encoder = str(gin.query_parameter('GaussianVAE.encoder_network'))
   if 'ConvEncoder' not in encoder:
     return (6,)
+  size = experiment.dataset()['image_size'] or 28
   return (8, 8, 1) if experiment.dataset()['source'] == 'sklearn_digits' else (
-      28, 28, 1)
+      size, size, 1)
 
 
 @pytest.mark.parametrize('name', SHIPPED)
