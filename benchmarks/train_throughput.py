@@ -39,28 +39,34 @@ pass; the optimizer update (a few FLOPs per parameter) is not counted, nor
 are ops without a registered FLOP count (they are elementwise). FLOP/s is
 that count times steps/s.
 
-The matmul peak is measured in the same process, before and after the
-runs: chains of float32 ``tf.matmul`` (``a <- a @ b`` in a
-``tf.while_loop``) of the gas model's layer shape [512, 256] x [256, 256]
-and of square 1024 matrices, the best of three timings each; the best rate
-is the machine's practical peak (``matmul_flops_per_s``), and each run's
-FLOP/s is also given as a fraction of it.
+The matmul peak is measured in the same process: chains of float32
+``tf.matmul`` (``a <- a @ b`` in a ``tf.while_loop``), the best of three
+timings each, of the gas model's layer shape [512, 256] x [256, 256] and of
+square 1024 matrices before the runs, and again after them together with,
+for each model, the square matmul of the same size as its train step (as
+many FLOPs). The best rate is the machine's practical peak
+(``matmul_flops_per_s``; each run's ``peak_fraction`` is against it). On a
+shared machine wall-clock rates measure the neighbours too, so every rate is
+also given per second of the process's CPU time (``flops_per_cpu_s``,
+``matmul_flops_per_cpu_s``, ``cpu_peak_fraction``): the efficiency of the
+step whatever else runs.
 
 Prints one table and writes JSON (``--output``)::
 
-  {"matmul_flops_per_s": ..,
-   "matmul": [{"shape": [m, k, n], "flops_per_s": ..}, ...],
+  {"matmul_flops_per_s": .., "matmul_flops_per_cpu_s": ..,
+   "matmul": [{"shape": [m, k, n], "flops_per_s": .., "flops_per_cpu_s": ..}],
    "runs": [{"model": .., "xla": true|false, "devices": n,
              "steps_per_s": .., "examples_per_s": .., "flops_per_s": ..,
              "flops_per_step": .., "batch_size": .., "peak_fraction": ..,
-             "cpu_seconds_per_step": ..}]}
+             "cpu_seconds_per_step": .., "flops_per_cpu_s": ..,
+             "cpu_peak_fraction": .., "same_size_matmul": {..}}]}
 """
 import argparse
 import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
@@ -86,7 +92,7 @@ MODELS = {
                   [FULL_COVARIANCE, 'TrainConfig.batch_size = 1024'], (43,)),
     'mnist': ('mnist.gin', [], (28, 28, 1)),
 }
-DEFAULT_STEPS = {'gas': 200, 'gas_ar': 100, 'miniboone': 50, 'mnist': 20}
+DEFAULT_STEPS = {'gas': 200, 'gas_ar': 100, 'miniboone': 50, 'mnist': 10}
 BATCHES_OF_DATA = 20
 MATMUL_SHAPES = ((512, 256, 256), (1024, 1024, 1024))
 
@@ -117,14 +123,17 @@ def step_flops(model, objective: str, x: np.ndarray, mask: np.ndarray
   return int(profile.total_float_ops)
 
 
-def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
-  """FLOP/s of a chain of [m, k] x [k, n] float32 matmuls (k == n).
+def matmul_rate(m: int, k: int, n: int, seconds: float) -> Dict:
+  """Rates of a chain of [m, k] x [k, n] float32 matmuls (k == n).
 
-  The best of three timings of at least ``seconds`` each.
+  ``flops_per_s`` (wall clock) and ``flops_per_cpu_s`` (per second of the
+  process's CPU time), each the best of three timings of at least
+  ``seconds``.
   """
   a = tf.random.stateless_normal([m, k], seed=[0, 1])
-  # Orthogonal b keeps the chain's values bounded.
-  b = tf.linalg.qr(tf.random.stateless_normal([k, n], seed=[0, 2]))[0]
+  # Entries of variance 1/k keep the rows' norms about constant along the
+  # chain (no overflow, no denormals).
+  b = tf.random.stateless_normal([k, n], seed=[0, 2]) / k**0.5
 
   @tf.function
   def chain(a, reps):
@@ -132,27 +141,40 @@ def matmul_rate(m: int, k: int, n: int, seconds: float) -> float:
       a = tf.matmul(a, b)
     return a
 
-  chain(a, tf.constant(2)).numpy()
-  reps, best = 4, 0.0
+  chain(a, tf.constant(1)).numpy()
+  reps, wall, cpu = 1, 0.0, 0.0
   for _ in range(3):
     while True:
-      start = time.perf_counter()
+      start, start_cpu = time.perf_counter(), time.process_time()
       chain(a, tf.constant(reps)).numpy()
       elapsed = time.perf_counter() - start
       if elapsed >= seconds:
         break
       reps *= 2
-    best = max(best, 2.0 * m * k * n * reps / elapsed)
-  return best
+    flops = 2.0 * m * k * n * reps
+    wall = max(wall, flops / elapsed)
+    cpu = max(cpu, flops / max(time.process_time() - start_cpu, 1e-9))
+  return {'shape': [m, k, n], 'flops_per_s': wall, 'flops_per_cpu_s': cpu}
 
 
-def matmul_peak(seconds: float, previous: Optional[List[Dict]] = None
-                ) -> List[Dict]:
-  """[{'shape', 'flops_per_s'}] per MATMUL_SHAPES, the best so far."""
-  rates = [{'shape': list(shape), 'flops_per_s': matmul_rate(*shape, seconds)}
-           for shape in MATMUL_SHAPES]
-  for rate, old in zip(rates, previous or []):
-    rate['flops_per_s'] = max(rate['flops_per_s'], old['flops_per_s'])
+def same_size(flops: float) -> Tuple[int, int, int]:
+  """The square matmul shape with (about) ``flops`` FLOPs."""
+  side = max(64, int(round((flops / 2.0) ** (1.0 / 3.0) / 64.0)) * 64)
+  return (side, side, side)
+
+
+def matmul_peak(shapes: Sequence[Tuple[int, int, int]], seconds: float,
+                previous: Sequence[Dict] = ()) -> List[Dict]:
+  """Rates of each shape's matmul chain, the best of now and ``previous``."""
+  before = {tuple(r['shape']): r for r in previous}
+  rates = []
+  for shape in dict.fromkeys(tuple(s) for s in shapes):
+    rate = matmul_rate(*shape, seconds)
+    old = before.get(shape)
+    if old:
+      for key in ('flops_per_s', 'flops_per_cpu_s'):
+        rate[key] = max(rate[key], old[key])
+    rates.append(rate)
   return rates
 
 
@@ -216,7 +238,8 @@ def format_table(result: Dict) -> str:
   peak = result['matmul_flops_per_s']
   lines = [f'{"model":10s} {"xla":>5s} {"dev":>4s} {"steps/s":>9s} '
            f'{"examples/s":>11s} {"GFLOP/step":>10s} {"GFLOP/s":>9s} '
-           f'{"of peak":>8s} {"XLA x":>6s} {"CPU ms/step":>11s}']
+           f'{"of peak":>8s} {"XLA x":>6s} {"CPU ms/step":>11s} '
+           f'{"of CPU peak":>11s}']
   plain = {(r['model'], r['devices']): r['steps_per_s']
            for r in result['runs'] if not r['xla']}
   for r in result['runs']:
@@ -228,10 +251,15 @@ def format_table(result: Dict) -> str:
         f'{r["steps_per_s"]:9.2f} {r["examples_per_s"]:11.0f} '
         f'{r["flops_per_step"] / 1e9:10.3f} {r["flops_per_s"] / 1e9:9.1f} '
         f'{r["flops_per_s"] / peak:8.1%} {gain} '
-        f'{1e3 * r["cpu_seconds_per_step"]:11.1f}')
-  shapes = ', '.join(f'{m["shape"][0]}x{m["shape"][1]}x{m["shape"][2]}: '
-                     f'{m["flops_per_s"] / 1e9:.1f}' for m in result['matmul'])
-  lines.append(f'matmul peak {peak / 1e9:.1f} GFLOP/s ({shapes} GFLOP/s)')
+        f'{1e3 * r["cpu_seconds_per_step"]:11.1f} '
+        f'{r["cpu_peak_fraction"]:11.1%}')
+  lines.append(f'matmul peak {peak / 1e9:.1f} GFLOP/s, '
+               f'{result["matmul_flops_per_cpu_s"] / 1e9:.1f} GFLOP per CPU '
+               'second; by shape (GFLOP/s, per CPU s):')
+  for m in result['matmul']:
+    lines.append(f'  {m["shape"][0]}x{m["shape"][1]}x{m["shape"][2]}: '
+                 f'{m["flops_per_s"] / 1e9:.1f}, '
+                 f'{m["flops_per_cpu_s"] / 1e9:.1f}')
   return '\n'.join(lines)
 
 
@@ -251,7 +279,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       f'{DEFAULT_STEPS})')
   parser.add_argument('--repeats', type=int, default=3,
                       help='timed calls per run; the fastest counts')
-  parser.add_argument('--warmup', type=int, default=10,
+  parser.add_argument('--warmup', type=int, default=5,
                       help='untimed steps first (tracing, compiling)')
   parser.add_argument('--matmul_seconds', type=float, default=1.0,
                       help='least seconds per matmul timing (3 per shape, '
@@ -281,7 +309,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     devices = [int(v) for v in _choices(args.devices, ('1', '2'),
                                         '--devices')]
     strategy_lib.split_cpu(max(devices))
-    matmul = matmul_peak(args.matmul_seconds)
+    matmul = matmul_peak(MATMUL_SHAPES, args.matmul_seconds)
     runs = []
     for name in models:
       for count in devices:
@@ -291,15 +319,25 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                               args.repeats, args.gin_bindings))
           print(f'{name} xla={xla} devices={count}: '
                 f'{runs[-1]["steps_per_s"]:.2f} steps/s', flush=True)
-    # Measured again at the end: on a shared machine the best one counts.
-    matmul = matmul_peak(args.matmul_seconds, matmul)
+    # Again at the end, with the models' same-size matmuls: on a shared
+    # machine the best timing counts.
+    sizes = list(MATMUL_SHAPES) + [same_size(r['flops_per_step'])
+                                   for r in runs]
+    matmul = matmul_peak(sizes, args.matmul_seconds, matmul)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   peak = max(m['flops_per_s'] for m in matmul)
+  cpu_peak = max(m['flops_per_cpu_s'] for m in matmul)
+  by_shape = {tuple(m['shape']): m for m in matmul}
   for run in runs:
     run['peak_fraction'] = run['flops_per_s'] / peak
-  result = {'matmul_flops_per_s': peak, 'matmul': matmul, 'runs': runs}
+    run['flops_per_cpu_s'] = (run['flops_per_step'] /
+                              run['cpu_seconds_per_step'])
+    run['cpu_peak_fraction'] = run['flops_per_cpu_s'] / cpu_peak
+    run['same_size_matmul'] = by_shape[same_size(run['flops_per_step'])]
+  result = {'matmul_flops_per_s': peak, 'matmul_flops_per_cpu_s': cpu_peak,
+            'matmul': matmul, 'runs': runs}
   print(format_table(result))
   if args.output:
     run_dir.write_json(args.output, result)

@@ -28,8 +28,19 @@ def test_runs_report_consistent_rates(tmp_path, capsys):
   assert peak == max(m['flops_per_s'] for m in result['matmul']) > 1e8
   assert [(r['model'], r['xla'], r['devices']) for r in result['runs']] == [
       ('gas', False, 1), ('gas', True, 1)]
+  cpu_peak = result['matmul_flops_per_cpu_s']
+  assert cpu_peak == max(m['flops_per_cpu_s'] for m in result['matmul'])
   for run in result['runs']:
     assert run['batch_size'] == 64 and run['steps_per_s'] > 0
+    assert run['flops_per_cpu_s'] == pytest.approx(
+        run['flops_per_step'] / run['cpu_seconds_per_step'])
+    assert run['cpu_peak_fraction'] == pytest.approx(
+        run['flops_per_cpu_s'] / cpu_peak)
+    # The same-size matmul: square, side a multiple of 64 nearest to
+    # (FLOPs / 2) ** (1/3).
+    m, k, n = run['same_size_matmul']['shape']
+    assert m == k == n and m % 64 == 0
+    assert (m - 64)**3 <= run['flops_per_step'] / 2 <= (m + 64)**3
     assert run['cpu_seconds_per_step'] > 0
     assert run['examples_per_s'] == pytest.approx(64 * run['steps_per_s'])
     assert run['flops_per_s'] == pytest.approx(
