@@ -32,7 +32,8 @@ limit.
 Everything inside a step is TPU-compatible: static shapes, TF ops only,
 stateless random numbers from the input pipeline, the conditional update in
 cross-replica context (``merge_call``); the whole replica step compiles with
-XLA. With ``jit_compile`` each replica's forward and backward pass is
+XLA. (Dropout inside a model draws from Keras' stateful generator: XLA
+compiles it, but its masks depend on the device count.) With ``jit_compile`` each replica's forward and backward pass is
 compiled with XLA (a TPU compiles everything anyway).
 
 Preemption: checkpoints are written by ``tf.train.CheckpointManager``: the
