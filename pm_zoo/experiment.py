@@ -18,6 +18,7 @@ from pm_zoo import data as data_lib
 from pm_zoo import matching
 from pm_zoo import run_dir
 from pm_zoo.errors import UserError
+from pm_zoo.keras_api import keras
 from pm_zoo.tasks import evaluation
 from pm_zoo.training import strategy as strategy_lib
 from pm_zoo.training import trainer as trainer_lib
@@ -91,8 +92,16 @@ def load_standardized(options: Dict, model_dir: str, fit: bool
   return splits, standardizer
 
 
-def build_model(feature_shape, strategy: tf.distribute.Strategy):
-  """The gin-configured ``PosteriorMatchingVAE``, built in the strategy scope."""
+def build_model(feature_shape, strategy: tf.distribute.Strategy,
+                seed: Optional[int] = None):
+  """The gin-configured ``PosteriorMatchingVAE``, built in the strategy scope.
+
+  With ``seed``, the initial weights are a function of it (Keras' global
+  seeds are set first; a resumed run restores its weights anyway), so two
+  runs of the same command start from the same weights.
+  """
+  if seed is not None:
+    keras.utils.set_random_seed(int(seed))
   with strategy.scope():
     model = matching.PosteriorMatchingVAE(feature_shape)
     x = tf.zeros([2, *feature_shape])
@@ -122,7 +131,7 @@ def train(model_dir: str, strategy_name: str = 'default',
     config.vae_checkpoint = vae_checkpoint
   options = data_options(model_dir, data_path, test_data_path, tfds_data_dir)
   splits, standardizer = load_standardized(options, model_dir, fit=True)
-  model = build_model(splits.feature_shape, strategy)
+  model = build_model(splits.feature_shape, strategy, seed=config.seed)
   spec = model_spec(model, splits)
   run_dir.check_model_spec(model_dir, spec)
   chief = strategy_lib.is_chief(strategy)

@@ -140,3 +140,23 @@ def test_xla_compiled_step_matches_the_plain_step(tmp_path, init_weights):
   for a, b in zip(plain.model.get_weights(), xla.model.get_weights()):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
   assert not np.allclose(init_weights[0], xla.model.get_weights()[0])
+
+
+def test_the_run_seed_fixes_the_initial_weights():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import configs
+  from pm_zoo import experiment
+  configs.parse(['tiny/table.gin'])
+  try:
+    strategy = tf.distribute.get_strategy()
+
+    def weights(seed):
+      return experiment.build_model((FEATURES,), strategy, seed).get_weights()
+
+    first, again, other = weights(3), weights(3), weights(4)
+  finally:
+    configs.reset()
+  assert len(first) > 4
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert any(np.any(a != c) for a, c in zip(first, other))

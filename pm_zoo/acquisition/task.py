@@ -39,6 +39,7 @@ from pm_zoo.acquisition.objective import LookaheadModel
 from pm_zoo.acquisition.objective import OBJECTIVE
 from pm_zoo.acquisition.serving import NextFeature
 from pm_zoo.errors import UserError
+from pm_zoo.keras_api import keras
 from pm_zoo.training import schedules
 from pm_zoo.training import trainer as trainer_lib
 
@@ -162,7 +163,10 @@ def load_run(model_dir: str, gin_files: Sequence[str] = (),
   return Run(model_dir, model, step, splits, standardizer)
 
 
-def _build_lookahead(model) -> LookaheadModel:
+def _build_lookahead(model, seed: Optional[int] = None) -> LookaheadModel:
+  """The lookahead network of ``model``, built (initial weights from seed)."""
+  if seed is not None:
+    keras.utils.set_random_seed(int(seed))
   lookahead = LookaheadModel(model)
   x = tf.zeros([2, *model.feature_shape])
   lookahead(x, tf.zeros_like(x))
@@ -193,7 +197,7 @@ def train_lookahead(run: Run) -> Dict[str, float]:
   _check_base(run.model_dir, run.step)
   cfg = LookaheadConfig().train_config()
   strategy = tf.distribute.get_strategy()
-  lookahead = _build_lookahead(run.model)
+  lookahead = _build_lookahead(run.model, seed=cfg.seed)
   spec = _spec(lookahead)
   run_dir.check_model_spec(out, spec)
   if cfg.batch_size > len(run.splits.train):
