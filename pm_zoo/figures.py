@@ -200,7 +200,7 @@ def _save_atomically(fig, path, fmt, **kwargs):
 
 
 def save_inpainting_grid(path, originals, masks, samples, mean=None,
-                         max_columns=10):
+                         max_columns=10, column_labels=None):
   """Writes an inpainting grid figure with row labels.
 
   Rows (top to bottom): "original"; "observed", the original with unobserved
@@ -219,12 +219,18 @@ def save_inpainting_grid(path, originals, masks, samples, mean=None,
     samples: [S, n, H, W, C] or None.
     mean: optional [n, H, W, C].
     max_columns: int >= 1, at most this many images (columns).
+    column_labels: optional strings above the columns, one per column
+      shown (e.g. the step of an acquisition trajectory).
 
   Returns:
     ``path``.
   """
   path, fmt = _check_path(path, "save_inpainting_grid")
   labels, rows = _grid_rows(originals, masks, samples, mean, max_columns)
+  if column_labels is not None and len(column_labels) != rows[0].shape[0]:
+    raise UserError(f"save_inpainting_grid: {len(column_labels)} column "
+                    f"labels for {rows[0].shape[0]} columns: pass one per "
+                    "column")
   grid = _tile(rows)
   num, height = rows[0].shape[0], rows[0].shape[1]
   tile_inches = 0.9
@@ -238,8 +244,15 @@ def save_inpainting_grid(path, originals, masks, samples, mean=None,
              for r in range(len(rows))]
   ax.set_yticks(centers)
   ax.set_yticklabels(labels)
-  ax.set_xticks([])
-  ax.tick_params(axis="y", length=0)
+  if column_labels is None:
+    ax.set_xticks([])
+  else:
+    width = rows[0].shape[2]
+    ax.set_xticks([_PAD + c * (width + _PAD) + (width - 1) / 2.0
+                   for c in range(num)])
+    ax.set_xticklabels([str(label) for label in column_labels])
+    ax.xaxis.tick_top()
+  ax.tick_params(axis="both", length=0)
   for spine in ax.spines.values():
     spine.set_visible(False)
   _save_atomically(fig, path, fmt, bbox_inches="tight", pad_inches=0.05)

@@ -158,3 +158,17 @@ def test_does_not_touch_pyplot_or_the_global_backend(tmp_path):
   env.pop("MPLBACKEND", None)
   subprocess.run([sys.executable, "-c", code], check=True, env=env)
   _read_png(tmp_path / "g.png")
+
+
+def test_grid_column_labels(tmp_path):
+  originals, masks, samples = _batch()
+  path = tmp_path / "labelled.png"
+  plain = tmp_path / "plain.png"
+  figures.save_inpainting_grid(str(path), originals, masks, samples,
+                               column_labels=["0", "3", "7", "10"])
+  figures.save_inpainting_grid(str(plain), originals, masks, samples)
+  # The labels take a strip above the grid.
+  assert _read_png(path).shape[0] > _read_png(plain).shape[0]
+  with pytest.raises(UserError, match="one per column"):
+    figures.save_inpainting_grid(str(path), originals, masks, samples,
+                                 column_labels=["0"])

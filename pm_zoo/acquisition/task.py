@@ -373,7 +373,8 @@ def _write_outputs(output_dir, result, runs, test, feature_shape, kind):
           os.path.join(figure_dir, f'acquisition_trajectory_{name}.png'),
           np.repeat(test[:1], len(columns), axis=0), masks, None,
           mean=episodes.first_imputations[columns],
-          max_columns=len(columns))
+          max_columns=len(columns),
+          column_labels=[f'{t} acquired' for t in columns])
   run_dir.write_json(os.path.join(output_dir, ACQUISITION), result)
 
 
