@@ -43,6 +43,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from benchmarks import common
+
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
@@ -91,7 +93,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
   # pylint: disable=g-import-not-at-top
   import tensorflow as tf
   from pm_zoo import masks
-  from pm_zoo import run_dir
   from pm_zoo.acquisition import features
   from pm_zoo.acquisition import policies
   from pm_zoo.acquisition import task
@@ -158,8 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         count = total // args.rounds + (1 if r < total % args.rounds else 0)
         seconds[name] += timed(fn, inputs[name], count, len(seconds[name]))
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    common.exit_with_error(e)
   finally:
     shutil.rmtree(work, ignore_errors=True)
   result = {name: percentiles(s) for name, s in seconds.items()}
@@ -179,11 +179,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
           step_module.entropy_kernel.shape.num_elements() +
           step_module.entropy_bias.shape.num_elements()),
   }
-  print(format_table(result))
-  if args.output:
-    run_dir.write_json(args.output, result)
-    print(f'results written to {args.output}')
-  return result
+  return common.report(result, format_table(result), args.output)
 
 
 def format_table(result: Dict) -> str:

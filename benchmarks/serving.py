@@ -37,6 +37,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from benchmarks import common
+
 BATCH_SIZES = (1, 256)
 PATHS = ('savedmodel', 'keras')
 
@@ -179,7 +181,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   # pylint: disable=g-import-not-at-top
-  from pm_zoo import run_dir
   from pm_zoo.errors import UserError
   try:
     for value, flag in ((args.repeats, '--repeats'),
@@ -191,13 +192,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
     results = run(args.model_dir, args.saved_model, args.repeats,
                   args.warmup, args.num_samples, args.seed)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(format_table(results))
-  if args.output:
-    run_dir.write_json(args.output, results)
-    print(f'results written to {args.output}')
-  return results
+    common.exit_with_error(e)
+  return common.report(results, format_table(results), args.output)
 
 
 if __name__ == '__main__':

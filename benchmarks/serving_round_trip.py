@@ -63,6 +63,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from benchmarks import common
+
 from benchmarks import tabular
 
 DEFAULT_TABLE = os.path.join(tabular.SHARED_DATA, 'winequality_white.csv')
@@ -559,8 +561,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     check_args(args)
     results = run(args)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    common.exit_with_error(e)
   output = args.output or os.path.join(results['settings']['work_dir'],
                                        'round_trip.json')
   run_dir.write_json(output, results)

@@ -101,6 +101,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from benchmarks import common
+
 METHODS = ('pm', 'mean', 'knn', 'iterative-bayesridge',
            'iterative-extratrees')
 KNN_NEIGHBORS = 5
@@ -557,7 +559,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
   args = parse_args(sys.argv[1:] if argv is None else argv)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   # pylint: disable=g-import-not-at-top
-  from pm_zoo import run_dir
   from pm_zoo.errors import UserError
   methods = [m.strip() for m in args.methods.split(',') if m.strip()]
   try:
@@ -615,13 +616,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
                         'apart with one --name per --model_dir')
       tables[name] = results
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
-  print(format_table(tables))
-  if args.output:
-    run_dir.write_json(args.output, tables)
-    print(f'results written to {args.output}')
-  return tables
+    common.exit_with_error(e)
+  return common.report(tables, format_table(tables), args.output)
 
 
 if __name__ == '__main__':

@@ -75,9 +75,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import common
 from pm_zoo import configs
 from pm_zoo import experiment
-from pm_zoo import run_dir
 from pm_zoo.data import train_batches
 from pm_zoo.errors import UserError
 from pm_zoo.training import strategy as strategy_lib
@@ -325,8 +325,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                                    for r in runs]
     matmul = matmul_peak(sizes, args.matmul_seconds, matmul)
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    common.exit_with_error(e)
   peak = max(m['flops_per_s'] for m in matmul)
   cpu_peak = max(m['flops_per_cpu_s'] for m in matmul)
   by_shape = {tuple(m['shape']): m for m in matmul}
@@ -338,11 +337,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     run['same_size_matmul'] = by_shape[same_size(run['flops_per_step'])]
   result = {'matmul_flops_per_s': peak, 'matmul_flops_per_cpu_s': cpu_peak,
             'matmul': matmul, 'runs': runs}
-  print(format_table(result))
-  if args.output:
-    run_dir.write_json(args.output, result)
-    print(f'results written to {args.output}')
-  return result
+  return common.report(result, format_table(result), args.output)
 
 
 if __name__ == '__main__':
