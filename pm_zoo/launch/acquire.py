@@ -15,7 +15,6 @@ is recorded. Writes <output_dir>/acquisition.json,
 <output_dir>/figures/acquisition.png and, for images,
 <output_dir>/figures/acquisition_trajectory_<method>.png; prints a table.
 """
-from absl import app
 from absl import flags
 
 from pm_zoo.launch import common
@@ -55,28 +54,23 @@ def format_report(result, output_dir) -> str:
   return '\n'.join(lines)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  common.quiet_tensorflow()
-  common.show_info_logs()
+def _acquire():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.acquisition import task
+  loaded = task.load_run(FLAGS.model_dir, FLAGS.gin_file,
+                         FLAGS.gin_bindings, FLAGS.data_path,
+                         FLAGS.test_data_path, FLAGS.tfds_data_dir)
+  if FLAGS.train_lookahead:
+    result = task.train_lookahead(loaded)
+    if result:
+      print(f"lookahead training done: loss {result['loss']:.4f} in "
+            f"{result['seconds']:.0f}s")
+  if FLAGS.episodes:
+    output_dir = FLAGS.output_dir or FLAGS.model_dir
+    print(format_report(task.acquire(loaded, output_dir), output_dir))
 
-  def run():
-    # pylint: disable=g-import-not-at-top
-    from pm_zoo.acquisition import task
-    loaded = task.load_run(FLAGS.model_dir, FLAGS.gin_file,
-                           FLAGS.gin_bindings, FLAGS.data_path,
-                           FLAGS.test_data_path, FLAGS.tfds_data_dir)
-    if FLAGS.train_lookahead:
-      result = task.train_lookahead(loaded)
-      if result:
-        print(f"lookahead training done: loss {result['loss']:.4f} in "
-              f"{result['seconds']:.0f}s")
-    if FLAGS.episodes:
-      output_dir = FLAGS.output_dir or FLAGS.model_dir
-      print(format_report(task.acquire(loaded, output_dir), output_dir))
 
-  common.run_guarded(run)
+main = common.launcher_main(_acquire, info_logs=True)
 
 
 def run():

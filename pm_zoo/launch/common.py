@@ -52,6 +52,24 @@ def show_info_logs():
   logging.set_verbosity(logging.INFO)
 
 
+def launcher_main(body, info_logs: bool = False):
+  """The ``main(argv)`` for ``app.run`` of a launcher whose work is ``body()``.
+
+  The returned ``main`` refuses positional arguments (absl usage error),
+  keeps TensorFlow's C++ start-up chatter quiet, shows absl INFO logs
+  (training and episode progress) when ``info_logs``, and runs ``body``
+  under ``run_guarded`` (a user mistake is one line and exit status 2).
+  """
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    quiet_tensorflow()
+    if info_logs:
+      show_info_logs()
+    run_guarded(body)
+  return main
+
+
 def run_app(main, module_name):
   """``app.run(main)`` with a --help that describes the launcher.
 

@@ -6,7 +6,6 @@ Writes <model_dir>/metrics.json (NRMSE for tables, PSNR for images, each as
 {"mean", "std", "trials"} over mask draws) and, for images,
 <model_dir>/figures/inpainting.png; prints a table.
 """
-from absl import app
 from absl import flags
 
 from pm_zoo.launch import common
@@ -20,22 +19,17 @@ flags.DEFINE_string('model_dir', None, 'Run directory of pm-train.',
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  common.quiet_tensorflow()
-  common.show_info_logs()
+def _evaluate():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import experiment
+  from pm_zoo.tasks import evaluation
+  metrics = experiment.evaluate(
+      FLAGS.model_dir, FLAGS.data_path, FLAGS.test_data_path,
+      FLAGS.tfds_data_dir, FLAGS.gin_bindings)
+  print(evaluation.format_report(metrics, FLAGS.model_dir))
 
-  def run():
-    # pylint: disable=g-import-not-at-top
-    from pm_zoo import experiment
-    from pm_zoo.tasks import evaluation
-    metrics = experiment.evaluate(
-        FLAGS.model_dir, FLAGS.data_path, FLAGS.test_data_path,
-        FLAGS.tfds_data_dir, FLAGS.gin_bindings)
-    print(evaluation.format_report(metrics, FLAGS.model_dir))
 
-  common.run_guarded(run)
+main = common.launcher_main(_evaluate, info_logs=True)
 
 
 def run():

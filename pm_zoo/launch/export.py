@@ -9,7 +9,6 @@ complete or not at all. Signatures: serving_default = impute (x, mask -> x,
 samples), sample, conditional_log_prob, encode; inputs are raw values, the
 standardisation is inside the graph. The SavedModel needs only TensorFlow.
 """
-from absl import app
 from absl import flags
 
 from pm_zoo.launch import common
@@ -25,21 +24,17 @@ flags.DEFINE_integer('seed', 0, 'Seed of impute, encode and '
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  common.quiet_tensorflow()
+def _export():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.serving import export
+  from pm_zoo.serving import module
+  config = module.ServingConfig(num_samples=FLAGS.num_samples,
+                                seed=FLAGS.seed)
+  path = export.export(FLAGS.model_dir, FLAGS.export_base, config)
+  print(f'exported {FLAGS.model_dir} to {path}')
 
-  def run():
-    # pylint: disable=g-import-not-at-top
-    from pm_zoo.serving import export
-    from pm_zoo.serving import module
-    config = module.ServingConfig(num_samples=FLAGS.num_samples,
-                                  seed=FLAGS.seed)
-    path = export.export(FLAGS.model_dir, FLAGS.export_base, config)
-    print(f'exported {FLAGS.model_dir} to {path}')
 
-  common.run_guarded(run)
+main = common.launcher_main(_export)
 
 
 def run():

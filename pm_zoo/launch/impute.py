@@ -14,7 +14,6 @@ when complete. An existing output is refused unless --overwrite.
 """
 import sys
 
-from absl import app
 from absl import flags
 
 from pm_zoo.launch import common
@@ -35,33 +34,29 @@ flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  common.quiet_tensorflow()
+def _impute():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.errors import UserError
+  from pm_zoo.serving import impute_csv
+  from pm_zoo.serving import loading
+  if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
+    raise UserError('pass exactly one of --model_dir (a pm-train run) and '
+                    '--saved_model (a pm-export SavedModel)')
+  # Cheap checks first: a refused output costs no model loading.
+  impute_csv.check_outputs(FLAGS.input, FLAGS.output, FLAGS.samples_output,
+                           FLAGS.overwrite)
+  if FLAGS.model_dir:
+    runner = loading.InProcess(loading.from_model_dir(FLAGS.model_dir)[0])
+  else:
+    runner = loading.SavedModelRunner(FLAGS.saved_model)
+  impute_csv.impute_csv(
+      runner, FLAGS.input, FLAGS.output, num_samples=FLAGS.num_samples,
+      seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+      samples_output=FLAGS.samples_output, overwrite=FLAGS.overwrite,
+      log=lambda line: print(line, file=sys.stderr))
 
-  def run():
-    # pylint: disable=g-import-not-at-top
-    from pm_zoo.errors import UserError
-    from pm_zoo.serving import impute_csv
-    from pm_zoo.serving import loading
-    if bool(FLAGS.model_dir) == bool(FLAGS.saved_model):
-      raise UserError('pass exactly one of --model_dir (a pm-train run) and '
-                      '--saved_model (a pm-export SavedModel)')
-    # Cheap checks first: a refused output costs no model loading.
-    impute_csv.check_outputs(FLAGS.input, FLAGS.output, FLAGS.samples_output,
-                             FLAGS.overwrite)
-    if FLAGS.model_dir:
-      runner = loading.InProcess(loading.from_model_dir(FLAGS.model_dir)[0])
-    else:
-      runner = loading.SavedModelRunner(FLAGS.saved_model)
-    impute_csv.impute_csv(
-        runner, FLAGS.input, FLAGS.output, num_samples=FLAGS.num_samples,
-        seed=FLAGS.seed, batch_size=FLAGS.batch_size,
-        samples_output=FLAGS.samples_output, overwrite=FLAGS.overwrite,
-        log=lambda line: print(line, file=sys.stderr))
 
-  common.run_guarded(run)
+main = common.launcher_main(_impute)
 
 
 def run():

@@ -10,7 +10,6 @@ r"""pm-train: trains a Posterior Matching experiment described by gin files.
 Run again with the same command to resume from the last checkpoint (also
 after the process was killed: the last complete checkpoint is used).
 """
-from absl import app
 from absl import flags
 
 from pm_zoo.launch import common
@@ -33,35 +32,30 @@ flags.DEFINE_bool('evaluate', True, 'Evaluate the final checkpoint (writes '
 FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  common.quiet_tensorflow()
-  common.show_info_logs()
+def _train():
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import configs, experiment
+  from pm_zoo.tasks import evaluation
+  from pm_zoo.training import strategy as strategy_lib
+  strategy_lib.split_cpu(FLAGS.cpu_devices)
+  configs.parse(FLAGS.gin_file or ['demo.gin'], FLAGS.gin_bindings)
+  result = experiment.train(
+      FLAGS.model_dir, FLAGS.strategy, FLAGS.tpu, FLAGS.data_path,
+      FLAGS.test_data_path, FLAGS.tfds_data_dir, FLAGS.vae_checkpoint)
+  if result:
+    print(f"training done: loss {result.get('loss', float('nan')):.4f} "
+          f"in {result.get('seconds', 0.0):.0f}s "
+          f"({result.get('nonfinite_steps', 0)} non-finite steps skipped)")
+  # Under multi_worker only the chief evaluates (and writes metrics.json);
+  # make_strategy hands back the strategy the run trained under.
+  chief = strategy_lib.is_chief(
+      strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu))
+  if FLAGS.evaluate and chief:
+    metrics = experiment.evaluate(FLAGS.model_dir)
+    print(evaluation.format_report(metrics, FLAGS.model_dir))
 
-  def run():
-    # pylint: disable=g-import-not-at-top
-    from pm_zoo import configs, experiment
-    from pm_zoo.tasks import evaluation
-    from pm_zoo.training import strategy as strategy_lib
-    strategy_lib.split_cpu(FLAGS.cpu_devices)
-    configs.parse(FLAGS.gin_file or ['demo.gin'], FLAGS.gin_bindings)
-    result = experiment.train(
-        FLAGS.model_dir, FLAGS.strategy, FLAGS.tpu, FLAGS.data_path,
-        FLAGS.test_data_path, FLAGS.tfds_data_dir, FLAGS.vae_checkpoint)
-    if result:
-      print(f"training done: loss {result.get('loss', float('nan')):.4f} "
-            f"in {result.get('seconds', 0.0):.0f}s "
-            f"({result.get('nonfinite_steps', 0)} non-finite steps skipped)")
-    # Under multi_worker only the chief evaluates (and writes metrics.json);
-    # make_strategy hands back the strategy the run trained under.
-    chief = strategy_lib.is_chief(
-        strategy_lib.make_strategy(FLAGS.strategy, FLAGS.tpu))
-    if FLAGS.evaluate and chief:
-      metrics = experiment.evaluate(FLAGS.model_dir)
-      print(evaluation.format_report(metrics, FLAGS.model_dir))
 
-  common.run_guarded(run)
+main = common.launcher_main(_train, info_logs=True)
 
 
 def run():
