@@ -5,6 +5,7 @@ data of a run, standardise it, build the model that the gin config describes,
 and hand them to the generic ``Trainer`` or to the evaluation task. The
 launchers in ``launch/`` only parse flags and call these functions.
 """
+import contextlib
 import os
 from typing import Dict, Optional, Sequence
 
@@ -15,10 +16,10 @@ import tensorflow as tf
 
 from pm_zoo import configs
 from pm_zoo import data as data_lib
+from pm_zoo import keras_api
 from pm_zoo import matching
 from pm_zoo import run_dir
 from pm_zoo.errors import UserError
-from pm_zoo.keras_api import keras
 from pm_zoo.tasks import evaluation
 from pm_zoo.training import strategy as strategy_lib
 from pm_zoo.training import trainer as trainer_lib
@@ -100,9 +101,9 @@ def build_model(feature_shape, strategy: tf.distribute.Strategy,
   seeds are set first; a resumed run restores its weights anyway), so two
   runs of the same command start from the same weights.
   """
-  if seed is not None:
-    keras.utils.set_random_seed(int(seed))
-  with strategy.scope():
+  seeded = (keras_api.seeded_initializers(seed) if seed is not None else
+            contextlib.nullcontext())
+  with seeded, strategy.scope():
     model = matching.PosteriorMatchingVAE(feature_shape)
     x = tf.zeros([2, *feature_shape])
     model(x, tf.ones_like(x))

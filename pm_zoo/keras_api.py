@@ -6,6 +6,29 @@ layers and ``tfp.bijectors.AutoregressiveNetwork`` do not support. Every other
 module does ``from pm_zoo.keras_api import keras`` and never uses the bundled
 Keras.
 """
+import contextlib
+import random
+
+import numpy as np
 import tf_keras as keras
 
-__all__ = ["keras"]
+__all__ = ["keras", "seeded_initializers"]
+
+
+@contextlib.contextmanager
+def seeded_initializers(seed: int):
+  """Makes the weights Keras initialises inside the block a function of seed.
+
+  tf_keras draws unseeded initialisers from Python's, NumPy's and
+  TensorFlow's global generators, so ``keras.utils.set_random_seed`` seeds
+  all three; the states of Python's and NumPy's generators are put back when
+  the block ends, so a caller's own random numbers are not changed.
+  TensorFlow's global seed stays set (it cannot be read back).
+  """
+  python_state, numpy_state = random.getstate(), np.random.get_state()
+  keras.utils.set_random_seed(int(seed))
+  try:
+    yield
+  finally:
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)

@@ -153,7 +153,10 @@ def test_the_run_seed_fixes_the_initial_weights():
     def weights(seed):
       return experiment.build_model((FEATURES,), strategy, seed).get_weights()
 
+    numpy_before = np.random.get_state()[1].copy()
     first, again, other = weights(3), weights(3), weights(4)
+    # The caller's own NumPy generator is left where it was.
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_before)
   finally:
     configs.reset()
   assert len(first) > 4

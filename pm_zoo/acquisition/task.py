@@ -17,6 +17,7 @@ Two stages over a trained run directory D, the run itself left untouched:
 ``Acquirer`` is the Python entry point for one's own partially observed
 instances.
 """
+import contextlib
 import dataclasses
 import os
 from typing import Callable, Dict, Optional, Sequence
@@ -30,6 +31,7 @@ from pm_zoo import configs
 from pm_zoo import data as data_lib
 from pm_zoo import experiment
 from pm_zoo import figures
+from pm_zoo import keras_api
 from pm_zoo import masks as masks_lib
 from pm_zoo import run_dir
 from pm_zoo.acquisition import episodes as episodes_lib
@@ -39,7 +41,6 @@ from pm_zoo.acquisition.objective import LookaheadModel
 from pm_zoo.acquisition.objective import OBJECTIVE
 from pm_zoo.acquisition.serving import NextFeature
 from pm_zoo.errors import UserError
-from pm_zoo.keras_api import keras
 from pm_zoo.training import schedules
 from pm_zoo.training import trainer as trainer_lib
 
@@ -165,11 +166,12 @@ def load_run(model_dir: str, gin_files: Sequence[str] = (),
 
 def _build_lookahead(model, seed: Optional[int] = None) -> LookaheadModel:
   """The lookahead network of ``model``, built (initial weights from seed)."""
-  if seed is not None:
-    keras.utils.set_random_seed(int(seed))
-  lookahead = LookaheadModel(model)
-  x = tf.zeros([2, *model.feature_shape])
-  lookahead(x, tf.zeros_like(x))
+  seeded = (keras_api.seeded_initializers(seed) if seed is not None else
+            contextlib.nullcontext())
+  with seeded:
+    lookahead = LookaheadModel(model)
+    x = tf.zeros([2, *model.feature_shape])
+    lookahead(x, tf.zeros_like(x))
   return lookahead
 
 
