@@ -5,7 +5,6 @@ data of a run, standardise it, build the model that the gin config describes,
 and hand them to the generic ``Trainer`` or to the evaluation task. The
 launchers in ``launch/`` only parse flags and call these functions.
 """
-import contextlib
 import os
 from typing import Dict, Optional, Sequence
 
@@ -101,9 +100,7 @@ def build_model(feature_shape, strategy: tf.distribute.Strategy,
   seeds are set first; a resumed run restores its weights anyway), so two
   runs of the same command start from the same weights.
   """
-  seeded = (keras_api.seeded_initializers(seed) if seed is not None else
-            contextlib.nullcontext())
-  with seeded, strategy.scope():
+  with keras_api.seeded_initializers(seed), strategy.scope():
     model = matching.PosteriorMatchingVAE(feature_shape)
     x = tf.zeros([2, *feature_shape])
     model(x, tf.ones_like(x))

@@ -8,6 +8,7 @@ Keras.
 """
 import contextlib
 import random
+from typing import Optional
 
 import numpy as np
 import tf_keras as keras
@@ -16,8 +17,10 @@ __all__ = ["keras", "seeded_initializers"]
 
 
 @contextlib.contextmanager
-def seeded_initializers(seed: int):
+def seeded_initializers(seed: Optional[int]):
   """Makes the weights Keras initialises inside the block a function of seed.
+
+  ``seed=None`` leaves every generator alone (the block runs unseeded).
 
   tf_keras draws unseeded initialisers from Python's, NumPy's and
   TensorFlow's global generators, so ``keras.utils.set_random_seed`` seeds
@@ -25,6 +28,9 @@ def seeded_initializers(seed: int):
   the block ends, so a caller's own random numbers are not changed.
   TensorFlow's global seed stays set (it cannot be read back).
   """
+  if seed is None:
+    yield
+    return
   python_state, numpy_state = random.getstate(), np.random.get_state()
   keras.utils.set_random_seed(int(seed))
   try:

@@ -17,7 +17,6 @@ Two stages over a trained run directory D, the run itself left untouched:
 ``Acquirer`` is the Python entry point for one's own partially observed
 instances.
 """
-import contextlib
 import dataclasses
 import os
 from typing import Callable, Dict, Optional, Sequence
@@ -166,9 +165,7 @@ def load_run(model_dir: str, gin_files: Sequence[str] = (),
 
 def _build_lookahead(model, seed: Optional[int] = None) -> LookaheadModel:
   """The lookahead network of ``model``, built (initial weights from seed)."""
-  seeded = (keras_api.seeded_initializers(seed) if seed is not None else
-            contextlib.nullcontext())
-  with seeded:
+  with keras_api.seeded_initializers(seed):
     lookahead = LookaheadModel(model)
     x = tf.zeros([2, *model.feature_shape])
     lookahead(x, tf.zeros_like(x))
