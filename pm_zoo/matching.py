@@ -14,7 +14,9 @@ regulariser (paper Theorem 3.1). With the VAE's negative ELBO
   -ELBO(x) = - E_q[log p_phi(x | z)] + beta * KL(q_psi(z | x) || p(z))
 
 the joint objective is ``-ELBO + pm_weight * L_PM``; in the frozen-VAE mode only
-L_PM is minimised, over theta alone.
+L_PM is minimised, over theta alone. For a VAE of another family the ELBO is
+replaced by that family's own training terms and z by its posterior target
+(``pm_zoo.models.base``).
 """
 from typing import Callable, Dict
 
@@ -26,6 +28,7 @@ from pm_zoo.distributions import heads
 from pm_zoo.distributions import kl as kl_lib
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
+from pm_zoo.models import base
 from pm_zoo.models.gaussian_vae import GaussianVAE
 from pm_zoo.networks import mlp
 
@@ -75,17 +78,26 @@ class PartialEncoder(keras.Model):
 class PosteriorMatchingVAE(keras.Model):
   """A base VAE and its partial encoder, trained by ``-ELBO + L_PM``.
 
+  The base VAE is any ``pm_zoo.models.base.BaseVAE``: this class asks it for
+  its own training terms and one posterior draw per row (the target), and
+  scores the target under the partial posterior. Nothing here depends on the
+  family; what a family cannot do it refuses through ``BaseVAE.require``.
+
   Args:
     feature_shape: shape of one example (runtime, from the data).
     vae: base VAE factory (``f(feature_shape)``), e.g. ``GaussianVAE``.
-    partial_encoder: partial encoder factory (``f(latent_dim)``).
-    stop_gradient: treat z as a constant in L_PM, so that L_PM does not move
-      the VAE encoder (the paper's tabular setting).
+    partial_encoder: partial encoder factory; the base VAE decides what it
+      is called with (``BaseVAE.make_partial_encoder``: the latent size for
+      a Gaussian VAE).
+    stop_gradient: treat the target as a constant in L_PM, so that L_PM does
+      not move the VAE encoder (the paper's tabular setting). A family
+      without reparameterised draws (code indices) always stops it.
     pm_weight: weight of L_PM in the joint objective.
     pm_loss: 'sampled' (paper Eq. 5, one z ~ q_psi(z|x) per row; any
       partial posterior) or 'analytic_kl' (paper Eq. 3: KL(q_psi(z|x) ||
-      q_theta(z|x_o)) in closed form; both posteriors Gaussian). The two
-      differ by the entropy of q_psi, which does not depend on theta.
+      q_theta(z|x_o)) in closed form, where tfp knows it for the two
+      posteriors, e.g. both Gaussian). The two differ by the entropy of
+      q_psi, which does not depend on theta.
   """
 
   def __init__(self, feature_shape, vae: Callable = GaussianVAE,
@@ -95,23 +107,43 @@ class PosteriorMatchingVAE(keras.Model):
     super().__init__(name=name, **kwargs)
     self.feature_shape = tuple(int(s) for s in feature_shape)
     self.vae = vae(self.feature_shape)
-    self.partial_encoder = partial_encoder(self.vae.latent_dim)
+    if not isinstance(self.vae, base.BaseVAE):
+      raise UserError(
+          f'PosteriorMatchingVAE.vae must build a pm_zoo.models.base.BaseVAE, '
+          f'got a {type(self.vae).__name__}')
+    self.partial_encoder = self.vae.make_partial_encoder(partial_encoder)
     self.stop_gradient = bool(stop_gradient)
     self.pm_weight = float(pm_weight)
     if pm_loss not in PM_LOSSES:
       raise UserError(f'PosteriorMatchingVAE.pm_loss must be one of '
                       f'{list(PM_LOSSES)}, got {pm_loss!r}')
+    if not self.stop_gradient:
+      self.vae.require(base.REPARAMETERIZED,
+                       'PosteriorMatchingVAE.stop_gradient=False')
     self.pm_loss = pm_loss
 
   @property
   def latent_dim(self) -> int:
-    return self.vae.latent_dim
+    """Size of one row's posterior target (flattened)."""
+    return self.vae.latent_size
+
+  @property
+  def latent_shape(self) -> tuple:
+    return tuple(self.vae.latent_shape)
+
+  @property
+  def noise_size(self) -> int:
+    """Standard normals per example the trainer draws for a step."""
+    return self.vae.noise_size
 
   def call(self, x, mask=None, training=False):
-    """Builds every variable; returns the partial posterior's mean."""
-    self.vae(x, training=training)
+    """Builds every variable; returns log q_theta(target | x_o) per row."""
     mask = tf.ones_like(x) if mask is None else mask
-    return self.partial_encoder(x, mask, training=training).mean()
+    self.vae(x, training=training)
+    terms = self.vae.training_terms(x, tf.constant(1.0), training=False,
+                                    seed=tf.constant([0, 0]))
+    partial = self.partial_encoder(x, mask, training=training)
+    return partial.log_prob(tf.stop_gradient(terms.target))
 
   def trainable_variables_for(self, objective: str):
     """The variables an objective updates: 'partial' leaves the VAE frozen."""
@@ -127,50 +159,52 @@ class PosteriorMatchingVAE(keras.Model):
   def per_example_losses(self, x: tf.Tensor, mask: tf.Tensor,
                          kl_weight: tf.Tensor, objective: str = 'joint',
                          training: bool = True, seed=None,
-                         noise=None) -> Dict[str, tf.Tensor]:
+                         noise=None, observed=None) -> Dict[str, tf.Tensor]:
     """Every term of the objective, per example (shape [B]).
 
-    One z per row is drawn from q_psi(z | x): with ``noise`` (standard normal,
-    [B, latent_dim]) as ``z = mu + L noise``, so that the draw belongs to the
-    example and not to the device that processes it (every strategy then
-    computes the same numbers); otherwise with the stateless ``seed``.
+    The base VAE draws one posterior target per row: with ``noise``
+    (``[B, noise_size]`` standard normals from the input pipeline), so that
+    the draw belongs to the example and not to the device that processes it
+    (every strategy then computes the same numbers); otherwise with the
+    stateless ``seed``. ``observed`` is the data's own per-cell mask m
+    (None: complete rows); the partial encoder then sees ``b * m``.
 
-    Returns a dict with ``loss`` (what is minimised), ``elbo``,
-    ``log_likelihood`` (E_q log p(x|z), one sample), ``kl`` and ``pm_loss``.
-    The caller averages over the global batch.
+    Returns a dict with ``loss`` (what is minimised), ``pm_loss`` and the
+    base VAE's own scalars (``elbo``, ``log_likelihood``, ``kl`` for a
+    Gaussian VAE). The caller averages over the global batch.
     """
     if objective not in OBJECTIVES:
       raise UserError(f'unknown objective {objective!r}; use one of '
                       f'{list(OBJECTIVES)}')
-    posterior = self.vae.encode(x, training=training and objective != 'partial')
-    if noise is not None:
-      z = posterior.loc + posterior.scale.matvec(noise)
-    else:
-      z = posterior.sample(seed=seed)
-    log_likelihood = self.vae.decode(
-        z, training=training and objective != 'partial').log_prob(x)
-    kl = tfd.kl_divergence(posterior, self.vae.prior())
-    elbo = log_likelihood - kl
-    vae_loss = -(log_likelihood - kl_weight * kl)
-    outputs = {'elbo': elbo, 'log_likelihood': log_likelihood, 'kl': kl}
+    vae_training = training and objective != 'partial'
+    terms = self.vae.training_terms(x, kl_weight, training=vae_training,
+                                    noise=noise, seed=seed, observed=observed)
+    outputs = dict(terms.scalars)
     if objective == 'vae':
-      outputs['pm_loss'] = tf.zeros_like(elbo)
-      outputs['loss'] = vae_loss
+      outputs['pm_loss'] = tf.zeros_like(terms.loss)
+      outputs['loss'] = terms.loss
       return outputs
     frozen = self.stop_gradient or objective == 'partial'
+    if observed is not None:
+      mask = mask * tf.cast(observed, mask.dtype)
     partial = self.partial_encoder(x, mask, training=training)
     if self.pm_loss == 'analytic_kl':
-      target = posterior
+      if terms.posterior is None:
+        raise UserError(
+            f"PosteriorMatchingVAE.pm_loss='analytic_kl' needs the posterior "
+            f"density, which the {self.vae.family} base VAE does not give: "
+            "use pm_loss='sampled'")
+      target = terms.posterior
       if frozen:
-        target = tfd.MultivariateNormalTriL(
-            loc=tf.stop_gradient(posterior.loc),
-            scale_tril=tf.stop_gradient(posterior.scale.to_dense()))
+        target = base.stop_gradient_distribution(target)
       pm_loss = kl_lib.posterior_matching_kl(target, partial)
     else:
-      pm_loss = -partial.log_prob(tf.stop_gradient(z) if frozen else z)
+      target = terms.target
+      pm_loss = -partial.log_prob(tf.stop_gradient(target) if frozen
+                                  else target)
     outputs['pm_loss'] = pm_loss
     if objective == 'partial':
       outputs['loss'] = pm_loss
     else:
-      outputs['loss'] = vae_loss + self.pm_weight * pm_loss
+      outputs['loss'] = terms.loss + self.pm_weight * pm_loss
     return outputs

@@ -128,10 +128,10 @@ def lookahead_model(target='expected_covariance', partial_head=None, pm=None):
 
 def test_lookahead_objective_uses_only_unobserved_candidates():
   model = lookahead_model()
-  assert model.latent_dim == 3 * 2 + D  # imputation noise + candidate keys
+  assert model.noise_size == 3 * 2 + D  # imputation noise + candidate keys
   x, _ = random_batch(rows=3)
   mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]], np.float32)
-  noise = tf.random.stateless_normal([3, model.latent_dim], seed=[0, 1])
+  noise = tf.random.stateless_normal([3, model.noise_size], seed=[0, 1])
   terms = model.per_example_losses(x, mask, 0.0, noise=noise)
   assert terms['loss'].shape == [3]
   assert terms['loss'][1] == 0.0  # nothing left to acquire in row 1
@@ -195,7 +195,7 @@ def test_expected_covariance_fits_the_scale_to_the_mean_posterior_variance():
 def test_lookahead_objective_handles_non_gaussian_partial_posteriors():
   model = lookahead_model(partial_head=mixtures.GaussianMixture)
   x, mask = random_batch(rows=3)
-  noise = tf.random.stateless_normal([3, model.latent_dim], seed=[0, 5])
+  noise = tf.random.stateless_normal([3, model.noise_size], seed=[0, 5])
   terms = model.per_example_losses(x, mask, 0.0, noise=noise)
   assert np.all(np.isfinite(terms['loss'])) and np.all(terms['loss'] > -50)
 
@@ -206,7 +206,7 @@ def test_xla_compiled_lookahead_train_step_matches_the_plain_step():
   rng = np.random.default_rng(0)
   x = tf.constant(rng.normal(size=(8, D)).astype(np.float32))
   mask = masks.UniformCountMask()([8, D], tf.constant([0, 3]))
-  noise = tf.random.stateless_normal([8, model.latent_dim], seed=[4, 4])
+  noise = tf.random.stateless_normal([8, model.noise_size], seed=[4, 4])
   variables = model.trainable_variables_for('lookahead')
 
   def step(x, mask, noise):

@@ -123,7 +123,8 @@ def test_mnist16_experiments_carry_the_papers_acquisition_model():
   assert (mask.min_observed, mask.max_observed) == (0, 51)
   model = matching.PosteriorMatchingVAE((16, 16, 1))
   x = tf.zeros([2, 16, 16, 1])
-  assert model(x, x).shape == [2, 10]
+  assert model(x, x).shape == [2]  # log q_theta(target | x_o) per row
+  assert model.latent_shape == (10,)
   assert model.vae(x).shape == [2, 16, 16, 1]
   configs.parse(['mnist16_mlp.gin'])
   model = matching.PosteriorMatchingVAE((16, 16, 1))

@@ -37,6 +37,7 @@ from pm_zoo.distributions import flows
 from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
+from pm_zoo.models import base
 from pm_zoo.models import gaussian_vae
 from pm_zoo.networks import mlp
 from pm_zoo.tasks import likelihood
@@ -68,12 +69,19 @@ class _ExactPosterior:
                                       tf.cast(scale_tril, tf.float32))
 
 
-class _PPCAVAE:
+class _PPCAVAE(base.BaseVAE):
   """encode = exact q(z | x); decode and prior from a real GaussianVAE."""
 
+  capabilities = frozenset({base.MARGINAL_LIKELIHOOD, base.GENERATIVE_PRIOR})
+
   def __init__(self, vae, posterior):
+    super().__init__()
     self._vae = vae
     self._posterior = posterior
+
+  @property
+  def latent_shape(self):
+    return self._vae.latent_shape
 
   def encode(self, x, training=False):
     return self._posterior(x, tf.ones_like(x), training)

@@ -1,7 +1,7 @@
 """Training the lookahead network on a frozen Posterior Matching model.
 
 ``LookaheadModel`` has the interface of ``pm_zoo.training.Trainer``
-(``per_example_losses``, ``trainable_variables_for``, ``latent_dim``), so the
+(``per_example_losses``, ``trainable_variables_for``, ``noise_size``), so the
 generic trainer trains it: its own checkpoints, summaries and resume, with the
 Posterior Matching model restored and frozen (only the lookahead network's
 variables are trainable; every call into the PM model uses training=False).
@@ -30,7 +30,7 @@ The objective, per row (x, b) of a training batch:
        ranks informative features too late.
 
 All randomness comes from the trainer's per-example noise (standard normal,
-width ``latent_dim``, see there), so one device and mirrored replicas draw
+width ``noise_size``, see there), so one device and mirrored replicas draw
 the same imputations and candidates for an example.
 """
 from typing import Callable, Dict
@@ -43,6 +43,7 @@ from pm_zoo.acquisition import features
 from pm_zoo.acquisition.lookahead import LookaheadNetwork
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
+from pm_zoo.models import base
 
 OBJECTIVE = 'lookahead'
 TARGETS = ('expected_covariance', 'posterior')
@@ -115,6 +116,7 @@ class LookaheadModel(keras.Model):
     if num_imputations < 1 or num_candidates < 1:
       raise UserError('LookaheadModel.num_imputations and num_candidates must '
                       'be >= 1')
+    pm_model.vae.require(base.GAUSSIAN_LATENT, 'the lookahead network')
     self.pm = pm_model
     self.feature_shape = tuple(pm_model.feature_shape)
     self.pm_latent_dim = int(pm_model.latent_dim)
@@ -126,7 +128,7 @@ class LookaheadModel(keras.Model):
     self.network = network(self.feature_shape, self.pm_latent_dim)
 
   @property
-  def latent_dim(self) -> int:
+  def noise_size(self) -> int:
     """Width of the per-example noise the trainer draws for this model.
 
     S x d normals for the imputations, then one key per feature for the
@@ -165,7 +167,7 @@ class LookaheadModel(keras.Model):
     batch = tf.shape(x)[0]
     if noise is None:
       noise = tf.random.stateless_normal(
-          [batch, self.latent_dim],
+          [batch, self.noise_size],
           seed=tf.constant([0, 0]) if seed is None else seed)
     fallback_seed = tf.bitcast(noise[0, :2], tf.int32)
     eps = tf.reshape(noise[:, :s * d], [batch, s, d])

@@ -24,6 +24,7 @@ import tensorflow as tf
 from pm_zoo.acquisition import entropy as entropy_lib
 from pm_zoo.acquisition import features
 from pm_zoo.errors import UserError
+from pm_zoo.models import base as base_vae
 
 
 def greedy_choice(scores: tf.Tensor, mask: tf.Tensor, feature_shape):
@@ -123,6 +124,8 @@ class SamplingPolicy(Policy):
     if num_samples < 1:
       raise UserError(f'the sampling policy needs num_samples >= 1, got '
                       f'{num_samples}')
+    model.vae.require(base_vae.GAUSSIAN_LATENT, 'the sampling-based greedy '
+                      'acquisition rule')
     self.model = model
     self.num_samples = int(num_samples)
     self.entropy_samples = int(entropy_samples)

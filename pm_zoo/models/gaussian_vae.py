@@ -1,5 +1,5 @@
 """VAE with a Gaussian latent: q_psi(z | x), p_phi(x | z), p(z) = N(0, I)."""
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -7,14 +7,14 @@ import tensorflow_probability as tfp
 
 from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
-from pm_zoo.keras_api import keras
+from pm_zoo.models import base
 from pm_zoo.networks import mlp
 
 tfd = tfp.distributions
 
 
 @gin.configurable
-class GaussianVAE(keras.Model):
+class GaussianVAE(base.BaseVAE):
   """A VAE whose encoder, decoder and their heads are chosen from gin.
 
   Shapes: ``x`` is ``[B, *feature_shape]`` (tables ``[B, D]``, images
@@ -23,7 +23,10 @@ class GaussianVAE(keras.Model):
   ``encode(x)`` returns q_psi(z | x) (a head over ``[latent_dim]``),
   ``decode(z)`` returns p_phi(x | z) (a factorised head over ``feature_shape``),
   ``prior()`` returns N(0, I). The ELBO is
-  ``E_q[log p(x | z)] - KL(q(z | x) || p(z))`` with the KL in closed form.
+  ``E_q[log p(x | z)] - KL(q(z | x) || p(z))`` with the KL in closed form;
+  ``training_terms`` minimises ``-(E_q[log p(x | z)] - beta KL)`` with one
+  reparameterised draw ``z = mu + L eps`` per row, which is also the
+  posterior target of L_PM.
 
   Args:
     feature_shape: shape of one example (runtime, from the data).
@@ -51,6 +54,41 @@ class GaussianVAE(keras.Model):
         output_shape=self.encoder_head.params_shape, name='encoder')
     self.decoder_network = decoder_network(
         output_shape=self.decoder_head.params_shape, name='decoder')
+
+  capabilities = frozenset({base.GAUSSIAN_LATENT, base.MARGINAL_LIKELIHOOD,
+                            base.GENERATIVE_PRIOR, base.REPARAMETERIZED})
+
+  @property
+  def latent_shape(self) -> tuple:
+    return (self.latent_dim,)
+
+  @property
+  def noise_size(self) -> int:
+    return self.latent_dim
+
+  def make_partial_encoder(self, factory: Callable):
+    """The partial encoder factory takes the latent size."""
+    return factory(self.latent_dim)
+
+  def training_terms(self, x, kl_weight, training=True, noise=None,
+                     seed=None, observed: Optional[tf.Tensor] = None
+                     ) -> base.VAETerms:
+    """-ELBO with KL weight ``kl_weight``; one z per row (see the class)."""
+    if observed is not None:
+      raise UserError('GaussianVAE does not train on incomplete data yet: '
+                      'pass fully observed rows')
+    posterior = self.encode(x, training=training)
+    if noise is not None:
+      z = posterior.loc + posterior.scale.matvec(noise)
+    else:
+      z = posterior.sample(seed=seed)
+    log_likelihood = self.decode(z, training=training).log_prob(x)
+    kl = tfd.kl_divergence(posterior, self.prior())
+    return base.VAETerms(
+        loss=-(log_likelihood - kl_weight * kl),
+        scalars={'elbo': log_likelihood - kl,
+                 'log_likelihood': log_likelihood, 'kl': kl},
+        target=z, posterior=posterior)
 
   def prior(self) -> tfd.Distribution:
     return tfd.MultivariateNormalDiag(loc=tf.zeros([self.latent_dim]))

@@ -142,8 +142,7 @@ class SavedModelRunner(_Runner):
       raise UserError(f'cannot load the SavedModel in {self.path} ('
                       f'{str(e).splitlines()[0][:200]}): pass a directory '
                       'written by pm-export') from None
-    missing = [name for name in (module_lib.SAMPLE,
-                                 module_lib.CONDITIONAL_LOG_PROB)
+    missing = [name for name in (module_lib.SAMPLE,)
                if name not in self.loaded.signatures]
     if missing:
       raise UserError(f'the SavedModel in {self.path} has no signature '
@@ -157,5 +156,9 @@ class SavedModelRunner(_Runner):
         x=x, mask=mask, num_samples=num_samples, seed=seed)
 
   def _log_prob(self, x, mask, num_samples):
+    if module_lib.CONDITIONAL_LOG_PROB not in self.signatures:
+      raise UserError(f'the SavedModel in {self.path} serves no '
+                      'conditional_log_prob: its base VAE has no posterior '
+                      'density')
     return self.signatures[module_lib.CONDITIONAL_LOG_PROB](
         x=x, mask=mask, num_samples=num_samples)

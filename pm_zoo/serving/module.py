@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from pm_zoo.errors import UserError
+from pm_zoo.models import base
 from pm_zoo.tasks import imputation
 from pm_zoo.tasks import likelihood
 
@@ -53,6 +54,8 @@ CONDITIONAL_LOG_PROB = 'conditional_log_prob'
 ENCODE = 'encode'
 DEFAULT = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # serving_default
 CORE_SIGNATURES = (DEFAULT, IMPUTE, SAMPLE, CONDITIONAL_LOG_PROB, ENCODE)
+# What a base VAE must have for a signature beyond impute/sample/encode.
+SIGNATURE_NEEDS = {CONDITIONAL_LOG_PROB: base.MARGINAL_LIKELIHOOD}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +126,8 @@ class ServingModule(tf.Module):
     self.standardizer = standardizer
     self.feature_shape = tuple(int(s) for s in model.feature_shape)
     self.latent_dim = int(model.latent_dim)
+    self.latent_shape = tuple(model.latent_shape)
+    self.capabilities = frozenset(model.vae.capabilities)
     # Only the variables are tracked: the Keras objects (whose calls return
     # distributions) stay out of the SavedModel's object graph.
     self.model_variables = list(model.variables)
@@ -147,14 +152,22 @@ class ServingModule(tf.Module):
   def model(self):
     return self._model.value
 
+  def core_signature_names(self):
+    """The core signatures this model serves (``SIGNATURE_NEEDS``)."""
+    return tuple(name for name in CORE_SIGNATURES
+                 if SIGNATURE_NEEDS.get(name) is None
+                 or SIGNATURE_NEEDS[name] in self.capabilities)
+
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-    """``{name: concrete function}`` of the core signatures."""
+    """``{name: concrete function}`` of the core signatures it serves."""
     impute = self.impute.get_concrete_function()
-    return {DEFAULT: impute, IMPUTE: impute,
-            SAMPLE: self.sample.get_concrete_function(),
-            CONDITIONAL_LOG_PROB:
-                self.conditional_log_prob.get_concrete_function(),
-            ENCODE: self.encode.get_concrete_function()}
+    out = {DEFAULT: impute, IMPUTE: impute,
+           SAMPLE: self.sample.get_concrete_function(),
+           ENCODE: self.encode.get_concrete_function()}
+    if CONDITIONAL_LOG_PROB in self.core_signature_names():
+      out[CONDITIONAL_LOG_PROB] = (
+          self.conditional_log_prob.get_concrete_function())
+    return out
 
   # ------------------------------------------------------------ helpers
   def standardize(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -222,24 +235,26 @@ class ServingModule(tf.Module):
     z, mask, z_x = self._latents(
         x, mask, tf.constant(self.config.num_samples, tf.int32),
         tf.constant(self.config.seed, tf.int64))
+    out = {'samples': z}
     posterior = self.model.partial_encoder(z_x, mask, training=False)
-    prior = self.model.vae.prior()
-    empty = (_count(mask) == 0)[:, tf.newaxis]
-    out = {'samples': z,
-           'mean': tf.where(empty, prior.mean(), posterior.mean())}
-    covariance = _closed_form_covariance(posterior)
-    if covariance is not None:
-      out['covariance'] = tf.where(empty[:, tf.newaxis], prior.covariance(),
-                                   covariance)
+    use_prior = self.model.vae.has(base.GENERATIVE_PRIOR)
+    prior = self.model.vae.prior() if use_prior else posterior
+    empty = _count(mask) == 0
+    for name, moment in (('mean', lambda d: d.mean()),
+                         ('covariance', lambda d: d.covariance())):
+      of_posterior, of_prior = _closed_form(moment, posterior, prior)
+      if of_posterior is not None:
+        rows = tf.reshape(empty, [-1] + [1] * (len(of_posterior.shape) - 1))
+        out[name] = tf.where(rows, of_prior, of_posterior)
     return out
 
 
-def _closed_form_covariance(distribution) -> Optional[tf.Tensor]:
-  """``distribution.covariance()``, or None for heads without a closed form."""
+def _closed_form(moment, posterior, prior):
+  """``moment`` of both distributions, or (None, None) without closed form."""
   try:
-    return distribution.covariance()
+    return moment(posterior), moment(prior)
   except NotImplementedError:
-    return None
+    return None, None
 
 
 class _Untracked:

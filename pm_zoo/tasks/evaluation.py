@@ -19,6 +19,7 @@ from pm_zoo import figures
 from pm_zoo import masks as masks_lib
 from pm_zoo import metrics as metrics_lib
 from pm_zoo.errors import UserError
+from pm_zoo.models import base
 from pm_zoo.tasks.imputation import Imputer
 from pm_zoo.tasks.likelihood import ConditionalLikelihood
 
@@ -86,7 +87,11 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   mask_dist = config.mask_for(kind)
   values, log_likelihoods = [], []
   likelihood = None
-  if kind == 'table' and config.log_likelihood_samples > 0:
+  if (kind == 'table' and config.log_likelihood_samples > 0 and
+      not model.vae.has(base.MARGINAL_LIKELIHOOD)):
+    logging.info('no log-likelihood: the %s base VAE has no posterior '
+                 'density', model.vae.family)
+  elif kind == 'table' and config.log_likelihood_samples > 0:
     likelihood = ConditionalLikelihood(
         model, num_samples=config.log_likelihood_samples,
         samples_per_chunk=config.log_likelihood_chunk,

@@ -19,13 +19,17 @@ Two seeding schemes:
   it, and in whatever order the rows come. Two identical rows with the same
   mask get the same draws (ask for S > 1 samples for several imputations).
   Rows with nothing observed are drawn from the prior p(z), the exact
-  posterior given nothing, rather than from q_theta(z | x_empty).
+  posterior given nothing, rather than from q_theta(z | x_empty), where the
+  base VAE has a generative prior (``base.GENERATIVE_PRIOR``; a VQ-VAE's
+  partial posterior given nothing is its only prior).
 """
 import contextlib
 import logging
 
 import numpy as np
 import tensorflow as tf
+
+from pm_zoo.models import base
 
 
 class Imputer:
@@ -44,7 +48,7 @@ class Imputer:
   def _sample_batch(self, x, mask, num_samples, seed):
     """[B, *fs] -> imputations [S, B, *fs] for a stateless seed [2]."""
     posterior = self.model.partial_encoder(x, mask, training=False)
-    z = posterior.sample(num_samples, seed=seed)  # [S, B, d]
+    z = posterior.sample(num_samples, seed=seed)  # [S, B, *latent_shape]
     decoded = self.model.vae.decode(z, training=False).mean()  # [S, B, *fs]
     return mask * x + (1.0 - mask) * decoded
 
@@ -100,11 +104,12 @@ def row_seeds(x: tf.Tensor, mask: tf.Tensor, seed) -> tf.Tensor:
 
 def row_keyed_latents(model, x: tf.Tensor, mask: tf.Tensor, num_samples,
                       seeds: tf.Tensor) -> tf.Tensor:
-  """z ``[B, S, latent_dim]``: row r's S draws use the stateless ``seeds[r]``.
+  """z ``[B, S, *latent_shape]``: row r's S draws use the stateless ``seeds[r]``.
 
   Row r is drawn from q_theta(z | x_o^r), or from the prior p(z) when it has
-  nothing observed. ``tf.vectorized_map`` runs the partial encoder on all
-  rows at once; only the stateless random ops loop over rows.
+  nothing observed and the base VAE has a generative prior.
+  ``tf.vectorized_map`` runs the partial encoder on all rows at once; only
+  the stateless random ops loop over rows.
 
   Args:
     model: a ``PosteriorMatchingVAE``.
@@ -119,7 +124,8 @@ def row_keyed_latents(model, x: tf.Tensor, mask: tf.Tensor, num_samples,
   return tf.cond(
       tf.shape(x)[0] > 0,
       lambda: _draw_rows(model, x, mask, num_samples, seeds),
-      lambda: tf.zeros([0, num_samples, model.latent_dim], x.dtype))
+      lambda: tf.zeros([0, num_samples, *model.vae.latent_shape],
+                       model.vae.latent_dtype))
 
 
 def _draw_rows(model, x, mask, num_samples, seeds):
@@ -129,10 +135,12 @@ def _draw_rows(model, x, mask, num_samples, seeds):
     row_x, row_mask, seed = row
     posterior = model.partial_encoder(row_x[tf.newaxis], row_mask[tf.newaxis],
                                       training=False)
-    return posterior.sample(num_samples, seed=seed)[:, 0]  # [S, d]
+    return posterior.sample(num_samples, seed=seed)[:, 0]  # [S, *ls]
 
   with _quiet_vectorization():
     z = tf.vectorized_map(from_posterior, (x, mask, seeds))
+  if not model.vae.has(base.GENERATIVE_PRIOR):
+    return z
   empty = tf.reduce_all(tf.reshape(mask, [tf.shape(mask)[0], -1]) <= 0,
                         axis=1)
 
@@ -141,7 +149,8 @@ def _draw_rows(model, x, mask, num_samples, seeds):
     with _quiet_vectorization():
       z_prior = tf.vectorized_map(
           lambda seed: prior.sample(num_samples, seed=seed), seeds)
-    return tf.where(empty[:, tf.newaxis, tf.newaxis], z_prior, z)
+    empty_rows = tf.reshape(empty, [-1] + [1] * (len(z.shape) - 1))
+    return tf.where(empty_rows, z_prior, z)
 
   return tf.cond(tf.reduce_any(empty), with_prior, lambda: z)
 

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
+from pm_zoo.models import base
 
 JOINT, OBSERVED = 0, 1
 
@@ -50,12 +51,13 @@ def _check_count(name: str, value) -> int:
 class ConditionalLikelihood:
   """Importance-sampled log p(x), log p(x_o) and log p(x_u | x_o) per row.
 
-  Works with any model that has ``model.vae.encode(x)`` (q_psi(z | x)),
-  ``model.vae.decode(z)`` (a factorised p(x | z), see
-  ``heads.elementwise_log_prob``), ``model.vae.prior()`` and
-  ``model.partial_encoder(x, mask)`` (q_theta(z | x_o)), such as
-  ``PosteriorMatchingVAE``; ``model.feature_shape``, when present, is checked
-  against the data.
+  Works with any model whose base VAE has ``base.MARGINAL_LIKELIHOOD``:
+  ``model.vae.encode(x)`` (q_psi(z | x)), ``model.vae.decode(z)`` (a
+  factorised p(x | z), see ``heads.elementwise_log_prob``),
+  ``model.vae.prior()`` and ``model.partial_encoder(x, mask)``
+  (q_theta(z | x_o)), such as a ``PosteriorMatchingVAE`` over a Gaussian
+  VAE; ``model.feature_shape``, when present, is checked against the data.
+  Other families are refused with a one-line error.
 
   Shapes: ``x`` is ``[N, *feature_shape]``; ``mask`` is 1 = observed,
   0 = unobserved, of x's shape or broadcastable to it (an image mask may have
@@ -72,6 +74,7 @@ class ConditionalLikelihood:
   def __init__(self, model, num_samples: int = 512,
                samples_per_chunk: int = 64, batch_size: int = 256,
                seed: int = 0):
+    model.vae.require(base.MARGINAL_LIKELIHOOD, 'the conditional likelihood')
     self.model = model
     self.num_samples = _check_count('num_samples', num_samples)
     self.samples_per_chunk = min(
@@ -229,6 +232,7 @@ def estimate_log_marginal(model, marginal: int, x, mask, seed, num_samples,
     num_samples: K >= 1 (int or int32 scalar tensor).
     samples_per_chunk: samples drawn and decoded at once.
   """
+  model.vae.require(base.MARGINAL_LIKELIHOOD, 'the conditional likelihood')
   chunk = int(samples_per_chunk)
   num = tf.cast(num_samples, tf.int32)
   num_chunks = (num + chunk - 1) // chunk

@@ -1,10 +1,12 @@
 """The training loop: a compiled, distributed step, checkpoints, summaries, progress.
 
 The loop knows nothing of data sources or model families: it takes a model
-with ``per_example_losses(x, mask, kl_weight, objective, training, noise)``
-(per-example terms, one of them ``loss``), ``trainable_variables_for(
-objective)`` and ``latent_dim``, a function giving a ``tf.data.Dataset`` of
-GLOBAL batches ``{'x', 'mask', 'step'}`` from a start step, and a strategy.
+with ``per_example_losses(x, mask, kl_weight, objective, training, noise,
+observed)`` (per-example terms, one of them ``loss``),
+``trainable_variables_for(objective)`` and ``noise_size`` (standard normals
+per example), a function giving a ``tf.data.Dataset`` of GLOBAL batches
+``{'x', 'mask', 'step'}`` (and ``'observed'``, the data's per-cell mask, for
+incomplete data) from a start step, and a strategy.
 
 Loss scaling: every replica divides the sum of its per-example losses by the
 GLOBAL batch size and the gradients are summed over replicas, so one device,
@@ -271,11 +273,13 @@ class Trainer:
   # ---------------------------------------------------------------- the step
   def _compute(self, batch, kl_weight):
     """Loss terms and gradients of one replica's shard (no collectives)."""
+    # Incomplete data carries its per-cell mask; complete data has none.
+    extra = {'observed': batch['observed']} if 'observed' in batch else {}
     with tf.GradientTape() as tape:
       terms = self.model.per_example_losses(
           batch['x'], batch['mask'], kl_weight,
           objective=self.config.objective, training=True,
-          noise=batch['noise'])
+          noise=batch['noise'], **extra)
       loss = tf.reduce_sum(terms['loss']) / self.config.batch_size
     grads = tape.gradient(loss, self.variables,
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -372,7 +376,7 @@ class Trainer:
     cfg = self.config
     replicas = self.strategy.num_replicas_in_sync
     per_replica = cfg.batch_size // replicas
-    latent_dim = self.model.latent_dim
+    noise_size = self.model.noise_size
 
     def input_fn(context):
       local = replicas // context.num_input_pipelines
@@ -382,11 +386,13 @@ class Trainer:
         # The scalar 'step' seeds the noise; the trainer counts steps itself
         # (batch k of the dataset is step start + k).
         noise = tf.random.stateless_normal(
-            [cfg.batch_size, latent_dim],
+            [cfg.batch_size, noise_size],
             seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
                                        tf.int64), batch['step']]),
             alg='philox')
         parts = {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
+        if 'observed' in batch:
+          parts['observed'] = batch['observed']
         return {k: tf.reshape(v, [replicas, per_replica, *v.shape[1:]])
                    [first:first + local] for k, v in parts.items()}
 
