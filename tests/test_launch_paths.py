@@ -226,8 +226,9 @@ def _fake_tensorflow(root, fails):
   return str(root / 'fake_tf')
 
 
-_QUIET_IMPORT = ('import sys; from pm_zoo.launch import common; '
-                 'common.quiet_tensorflow(); print("after", file=sys.stderr)')
+_QUIET_IMPORT = ('import logging, sys; from pm_zoo.launch import common; '
+                 'common.quiet_tensorflow(); print("after", file=sys.stderr); '
+                 'print(logging.getLogger("tensorflow").level)')
 
 
 @pytest.mark.parametrize('env_value, shown', [(None, False), ('1', True)])
@@ -244,11 +245,14 @@ def test_quiet_import_hides_fd2_noise_unless_asked(tmp_path, env_value,
                         capture_output=True, text=True, timeout=TIMEOUT,
                         check=False)
   assert proc.returncode == 0, proc.stderr
+  # TensorFlow's Python logger: ERROR (40) when quiet, untouched otherwise.
   if shown:
     assert proc.stderr == 'after\nC++ start-up noise\n'
+    assert proc.stdout.split() == ['0']
   else:
+    # The noise is gone, and fd 2 works again after the import.
     assert proc.stderr == 'after\n'
-    # The noise is gone, but fd 2 works again after the import.
+    assert proc.stdout.split() == ['40']
 
 
 def test_a_failing_import_replays_what_it_wrote(tmp_path):

@@ -1,4 +1,5 @@
 """Flags and error handling shared by the launchers."""
+import logging as std_logging
 import os
 import sys
 import tempfile
@@ -58,11 +59,15 @@ def quiet_tensorflow():
   wrote is replayed before the exception propagates; if it succeeds, it is
   dropped. ``TF_CPP_MIN_LOG_LEVEL`` defaults to 3 for the C++ logs that come
   later (e.g. the oneDNN graph rewriter's harmless 'empty op name' errors).
-  With ``tensorflow_logs_wanted()`` nothing is hidden.
+  TensorFlow's Python logger (the ``tensorflow`` logger: checkpoint
+  "Sharding callback duration" INFO lines, tf.function retracing warnings)
+  is set to ERROR, so the absl INFO progress the launchers show is pm_zoo's
+  alone. With ``tensorflow_logs_wanted()`` nothing is hidden.
   """
   if tensorflow_logs_wanted():
     return
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  std_logging.getLogger('tensorflow').setLevel(std_logging.ERROR)
   if 'tensorflow' in sys.modules:
     return
   sys.stderr.flush()
