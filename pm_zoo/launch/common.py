@@ -161,6 +161,8 @@ def run_app(main, module_name):
     print((module.__doc__ or '').strip() + '\n')
     print(flags.FLAGS.module_help(module))
     print(flags.FLAGS.module_help(sys.modules[__name__]))
-    print('\nTry --helpfull to get a list of all flags.')
+    print(f'\nTensorFlow\'s own start-up and C++ logs are hidden; set '
+          f'{TF_LOGS_ENV}=1 or pass --verbosity=1 to see them.')
+    print('Try --helpfull to get a list of all flags.')
     sys.exit(0)
   app.run(main)
