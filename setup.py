@@ -35,17 +35,24 @@ setuptools.setup(
     package_dir=gin_dirs,
     package_data=gin_data,
     install_requires=[
-        # Tested with tensorflow 2.18.1, tf-keras 2.18.0, tfp 0.25.0.
-        'tensorflow>=2.16,<2.19',
-        'tf-keras>=2.16,<2.19',
-        'tensorflow-probability>=0.24,<0.26',
+        # Tested with tensorflow 2.21.0 / tf-keras 2.21.0 (the newest) and
+        # 2.20.0 / 2.20.1 (the floor), tfp 0.25.0: see README, "Versions".
+        # The floor is 2.20 because TF 2.18 and 2.19 need protobuf < 6, while
+        # every tensorflow-metadata from 1.17.2 on needs protobuf 6 at import
+        # but does not say so: pip pairs them and `import tensorflow_datasets`
+        # fails. protobuf >= 6.31.1 (what TF 2.21 asks) keeps the pair right
+        # for TF 2.20 as well.
+        'tensorflow>=2.20,<2.22',
+        'tf-keras>=2.20,<2.22',
+        'tensorflow-probability>=0.25,<0.26',
+        # TF 2.21 no longer installs TensorBoard; tf.summary needs it.
+        'tensorboard>=2.20',
+        'protobuf>=6.31.1,<8',
         'tensorflow-datasets>=4.9,<5',
-        # tensorflow-metadata 1.17+ needs protobuf 6, which TF 2.18 does not
-        # allow; without this pin `import tensorflow_datasets` is broken.
-        'tensorflow-metadata>=1.14,<1.17',
+        'tensorflow-metadata>=1.17.2',
         'gin-config>=0.5,<0.6',
         'absl-py>=1.0',
-        'numpy>=1.23,<2.1',
+        'numpy>=1.26',
         'scikit-learn>=1.2',
         'matplotlib>=3.6',
         # Ships the 5,000 real MNIST digits of the default demo.

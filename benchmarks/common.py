@@ -4,10 +4,15 @@ A benchmark's ``main`` catches ``pm_zoo.errors.UserError`` around its work
 and hands it to ``exit_with_error`` (one line, ``error: ...``, on stderr and
 exit status 2, so bad flags never print a half table), then returns
 ``report(result, table, output)``: the printed table and, with ``--output``,
-the JSON written atomically.
+the JSON written atomically, with the package versions and the machine that
+measured it under ``"environment"`` (``environment()``), so a number quoted
+from it can name them.
 """
+import os
+import platform
 import sys
-from typing import Any, NoReturn, Optional
+from importlib import metadata
+from typing import Any, Dict, NoReturn, Optional
 
 from pm_zoo import run_dir
 
@@ -18,9 +23,44 @@ def exit_with_error(error: Exception) -> NoReturn:
   sys.exit(2)
 
 
+# The distributions whose versions decide what a benchmark measures.
+PACKAGES = ('tensorflow', 'tf-keras', 'tensorflow-probability', 'numpy',
+            'protobuf', 'scikit-learn', 'pm_zoo')
+
+
+def environment() -> Dict[str, Any]:
+  """Versions of ``PACKAGES`` (None: not installed), Python and the machine."""
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      versions[name] = None
+  return {'versions': versions, 'python': platform.python_version(),
+          'machine': platform.machine(), 'system': platform.system(),
+          'cpu_count': os.cpu_count()}
+
+
+def describe_environment(env: Dict[str, Any]) -> str:
+  """One line: 'measured with tensorflow 2.21.0, ..., on x86_64 (2 CPUs)'."""
+  names = ', '.join(f'{name} {version}' for name, version
+                    in env['versions'].items() if version)
+  return (f"measured with Python {env['python']}, {names}, on "
+          f"{env['machine']} {env['system']} ({env['cpu_count']} CPUs)")
+
+
 def report(result: Any, table: str, output: Optional[str]) -> Any:
-  """Prints ``table``; writes ``result`` as JSON to ``output`` if given."""
+  """Prints ``table``; writes ``result`` as JSON to ``output`` if given.
+
+  A dict result gets the key ``"environment"`` (``environment()``), in the
+  JSON and in the returned dict alike, so the two stay equal; the versions
+  are printed under the table.
+  """
+  env = environment()
   print(table)
+  print(describe_environment(env))
+  if isinstance(result, dict):
+    result.setdefault('environment', env)
   if output:
     run_dir.write_json(output, result)
     print(f'results written to {output}')

@@ -43,6 +43,7 @@ def run_benchmark(capsys, output, *args):
   with open(output) as f:
     written = json.load(f)
   assert written == json.loads(json.dumps(tables))
+  assert written.pop('environment')['versions']['tensorflow']
   (name, rows), = written.items()
   return name, rows, printed
 

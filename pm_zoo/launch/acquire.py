@@ -18,6 +18,7 @@ is recorded. Writes <output_dir>/acquisition.json,
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 common.define_gin_flags()
 common.define_data_flags()
@@ -70,7 +71,21 @@ def _acquire():
     print(format_report(task.acquire(loaded, output_dir), output_dir))
 
 
-main = common.launcher_main(_acquire, info_logs=True)
+def _path_flags():
+  # The lookahead network goes into <model_dir>/lookahead, the episodes
+  # into --output_dir (default: the model_dir).
+  writes_into_run = FLAGS.train_lookahead or not FLAGS.output_dir
+  return {
+      'model_dir': (FLAGS.model_dir, paths.WRITABLE_DIR if writes_into_run
+                    else paths.EXISTING_DIR),
+      'output_dir': (FLAGS.output_dir, paths.RUN_DIR),
+      'data_path': (FLAGS.data_path, paths.INPUT),
+      'test_data_path': (FLAGS.test_data_path, paths.INPUT),
+      'tfds_data_dir': (FLAGS.tfds_data_dir, paths.EXISTING_DIR),
+  }
+
+
+main = common.launcher_main(_acquire, info_logs=True, path_flags=_path_flags)
 
 
 def run():

@@ -9,6 +9,7 @@ Writes <model_dir>/metrics.json (NRMSE for tables, PSNR for images, each as
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 common.define_data_flags()
 flags.DEFINE_multi_string(
@@ -29,7 +30,16 @@ def _evaluate():
   print(evaluation.format_report(metrics, FLAGS.model_dir))
 
 
-main = common.launcher_main(_evaluate, info_logs=True)
+def _path_flags():
+  return {
+      'model_dir': (FLAGS.model_dir, paths.WRITABLE_DIR),
+      'data_path': (FLAGS.data_path, paths.INPUT),
+      'test_data_path': (FLAGS.test_data_path, paths.INPUT),
+      'tfds_data_dir': (FLAGS.tfds_data_dir, paths.EXISTING_DIR),
+  }
+
+
+main = common.launcher_main(_evaluate, info_logs=True, path_flags=_path_flags)
 
 
 def run():

@@ -9,9 +9,12 @@ complete or not at all. Signatures: serving_default = impute (x, mask -> x,
 samples), sample, conditional_log_prob, encode; inputs are raw values, the
 standardisation is inside the graph. The SavedModel needs only TensorFlow.
 """
+import os
+
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 flags.DEFINE_string('model_dir', None, 'Run directory of pm-train.',
                     required=True)
@@ -34,7 +37,16 @@ def _export():
   print(f'exported {FLAGS.model_dir} to {path}')
 
 
-main = common.launcher_main(_export)
+def _path_flags():
+  return {
+      'model_dir': (FLAGS.model_dir, paths.EXISTING_DIR),
+      # Unset, the export goes to <model_dir>/export.
+      'export_base': (FLAGS.export_base or
+                      os.path.join(FLAGS.model_dir, 'export'), paths.RUN_DIR),
+  }
+
+
+main = common.launcher_main(_export, path_flags=_path_flags)
 
 
 def run():

@@ -17,6 +17,7 @@ import sys
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 flags.DEFINE_string('model_dir', None, 'Run directory of pm-train (or of '
                     'PosteriorMatchingImputer.save).')
@@ -56,7 +57,17 @@ def _impute():
       log=lambda line: print(line, file=sys.stderr))
 
 
-main = common.launcher_main(_impute)
+def _path_flags():
+  return {
+      'model_dir': (FLAGS.model_dir, paths.EXISTING_DIR),
+      'saved_model': (FLAGS.saved_model, paths.EXISTING_DIR),
+      'input': (FLAGS.input, paths.INPUT_FILE),
+      'output': (FLAGS.output, paths.OUTPUT_FILE),
+      'samples_output': (FLAGS.samples_output, paths.OUTPUT_FILE),
+  }
+
+
+main = common.launcher_main(_impute, path_flags=_path_flags)
 
 
 def run():

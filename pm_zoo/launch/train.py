@@ -13,6 +13,7 @@ after the process was killed: the last complete checkpoint is used).
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 common.define_gin_flags()
 common.define_data_flags()
@@ -55,7 +56,17 @@ def _train():
     print(evaluation.format_report(metrics, FLAGS.model_dir))
 
 
-main = common.launcher_main(_train, info_logs=True)
+def _path_flags():
+  return {
+      'model_dir': (FLAGS.model_dir, paths.RUN_DIR),
+      'data_path': (FLAGS.data_path, paths.INPUT),
+      'test_data_path': (FLAGS.test_data_path, paths.INPUT),
+      'tfds_data_dir': (FLAGS.tfds_data_dir, paths.EXISTING_DIR),
+      'vae_checkpoint': (FLAGS.vae_checkpoint, paths.CHECKPOINT),
+  }
+
+
+main = common.launcher_main(_train, info_logs=True, path_flags=_path_flags)
 
 
 def run():
