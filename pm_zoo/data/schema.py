@@ -509,13 +509,16 @@ def _encode_column(column: Column, values, what: str,
       raise UserError(f'{what}: column {column.name!r} row {row} is infinite:'
                       ' give a finite number, or leave it empty to impute it')
     return out
-  codes = {}
+  codes, texts = {}, {}
   for k, c in enumerate(column.categories):
     codes[_key(c)] = k
+    texts.setdefault(str(_json_value(c)).strip(), k)
   for i, (v, m) in enumerate(zip(values, missing)):
     if m:
       continue
     code = codes.get(_key(v))
+    if code is None and isinstance(v, str):  # A CSV cell: match by text.
+      code = texts.get(v.strip())
     if code is None:
       if unknown == 'missing':
         continue

@@ -210,7 +210,7 @@ class ServingModule(tf.Module):
       ok = (mask[:, j] <= 0) | ((value >= 0) & (value <= k - 1) &
                                 (tf.round(value) == value))
       checks.append(_assert(tf.reduce_all(ok), (
-          f'pm_zoo: column {name!r} is categorical: give the integer code '
+          f'pm_zoo: column {name} is categorical: give the integer code '
           f'0..{k - 1} of its category (assets.extra/pm_zoo_schema.json '
           'lists them), or NaN to impute it')))
     return checks
