@@ -241,3 +241,27 @@ def test_mcar_incomplete_training_lands_near_complete_training(tmp_path):
     scores[name] = float(np.mean(values))
   assert scores['complete'] < 0.6, scores
   assert scores['incomplete'] <= 1.15 * scores['complete'], scores
+
+
+def test_pm_train_and_pm_eval_on_an_incomplete_csv_with_text(tmp_path):
+  """pm-train on a CSV with empty cells and a text column: the schema and
+  the observed-data mask come from the file; pm-eval reports NRMSE for the
+  numeric columns and PFC for the categorical one."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import configs
+  from pm_zoo import experiment
+  frame = _mixed_frame(rows=200)[['a', 'b', 'colour']]
+  frame = frame.mask(np.random.default_rng(3).random(frame.shape) < 0.15)
+  frame.iloc[5] = np.nan  # an empty row: dropped, with a log line
+  path = tmp_path / 'mixed.csv'
+  frame.to_csv(path, index=False)
+  configs.parse(['tiny/table.gin'], ['TrainConfig.num_steps = 30'])
+  run = str(tmp_path / 'run')
+  experiment.train(run, data_path=str(path))
+  with open(os.path.join(run, 'model_spec.json')) as f:
+    spec = json.load(f)
+  assert spec['cardinalities'] == [0, 0, 3] and spec['observed_inputs']
+  metrics = experiment.evaluate(run)
+  assert np.isfinite(metrics['nrmse']['mean'])
+  assert 0.0 <= metrics['pfc']['mean'] <= 1.0
+  assert np.isfinite(metrics['log_likelihood']['mean'])
