@@ -316,7 +316,10 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
       array = np.asarray(X, dtype=object)
       if array.ndim == 2:
         inputs.check_width(array.shape[1], (self.n_features_in_,))
-    return self.schema_.encode(X, unknown=self.handle_unknown)
+    # Column names are checked only against a DataFrame seen in fit.
+    return self.schema_.encode(
+        X, unknown=self.handle_unknown,
+        check_names=bool(getattr(self, '_fitted_on_frame', False)))
 
   def _output(self, X, encoded):  # pylint: disable=invalid-name
     """Encoded float64 [..., N, D] -> X's kind (see the module doc)."""

@@ -160,8 +160,8 @@ class TableSchema:
                                        for c in self.columns) + ')')
 
   # ------------------------------------------------------------ encode
-  def encode(self, table, what: str = 'X', unknown: str = 'error'
-             ) -> np.ndarray:
+  def encode(self, table, what: str = 'X', unknown: str = 'error',
+             check_names: bool = True) -> np.ndarray:
     """A table (DataFrame, array, list of rows) -> float64 ``[N, D]``.
 
     Missing (NaN, None, pd.NA, NaT, the text markers) -> NaN. A category
@@ -178,7 +178,8 @@ class TableSchema:
                       f'trained on {self.width}: give the same columns, in '
                       'the same order')
     frame_names = _frame_names(table)
-    if frame_names is not None and tuple(frame_names) != self.names:
+    if (check_names and frame_names is not None and
+        tuple(str(n) for n in frame_names) != self.names):
       raise UserError(f'{what} has the columns {list(frame_names)} but the '
                       f'model was trained on {list(self.names)}: give the '
                       'same columns, in the same order')
