@@ -85,15 +85,18 @@ the baselines are the general versions, which fit on incomplete rows:
                         numeric columns and one-hot categorical blocks
                         (NaN where missing); a categorical cell gets the
                         block's argmax.
-  iterative-bayesridge  chained equations: per column BayesianRidge
-                        (LogisticRegression for a categorical column) on the
-                        other columns (one-hot categorical), starting from
-                        the mean/mode fill, ``FIT_ROUNDS`` rounds over the
-                        train split's missing cells, then ``ITERATIVE_ROUNDS``
-                        passes over the test rows with the last models.
-  iterative-extratrees  the same with ExtraTreesRegressor and, for
-                        categorical columns, ExtraTreesClassifier (same
-                        settings): missForest's recipe on a train/test split.
+  iterative-bayesridge  scikit-learn's IterativeImputer(BayesianRidge,
+                        max_iter=10) as it is, fitted on the incomplete
+                        train split, over the numeric columns and one-hot
+                        categorical blocks (argmax back).
+  iterative-extratrees  missForest's recipe on a train/test split: chained
+                        equations, per column ExtraTreesRegressor (a
+                        categorical column: ExtraTreesClassifier, same
+                        settings) on the other columns (one-hot
+                        categorical), from the mean/mode fill,
+                        ``FIT_ROUNDS`` rounds over the train split's missing
+                        cells, then ``ITERATIVE_ROUNDS`` passes over the
+                        test rows with the last models.
 
 On a numeric table with complete training rows these are exactly the
 methods above, so the old numbers stand. miceforest and HyperImpute are not
@@ -475,6 +478,39 @@ class MiceForest(_Mixed):
     return np.where(mask > 0, x, out)
 
 
+class OneHotIterative(_Mixed):
+  """scikit-learn's IterativeImputer(BayesianRidge) as it is, fitted on the
+  incomplete train split, over numeric columns and one-hot categorical
+  blocks (a categorical cell gets its block's argmax)."""
+
+  def __init__(self, cardinalities):
+    super().__init__(cardinalities)
+    from sklearn.experimental import enable_iterative_imputer  # pylint: disable=g-import-not-at-top,unused-import
+    from sklearn.impute import IterativeImputer  # pylint: disable=g-import-not-at-top
+    from sklearn.linear_model import BayesianRidge  # pylint: disable=g-import-not-at-top
+    self.imputer = IterativeImputer(estimator=BayesianRidge(),
+                                    max_iter=ITERATIVE_ROUNDS,
+                                    initial_strategy='mean', random_state=0)
+    self.settings = (f'IterativeImputer(BayesianRidge(), max_iter='
+                     f'{ITERATIVE_ROUNDS}) on numeric columns + one-hot '
+                     'categorical blocks, fitted on the incomplete train '
+                     'split')
+
+  def fit(self, train):
+    self.imputer.fit(self.one_hot(train))
+
+  def impute(self, x, mask, trial):
+    filled = self.imputer.transform(self.one_hot(_with_nan(x, mask)))
+    out, start = np.empty_like(x), 0
+    for j, k in enumerate(self.cards):
+      if k:
+        out[:, j] = filled[:, start:start + k].argmax(axis=1)
+      else:
+        out[:, j] = filled[:, start]
+      start += max(k, 1)
+    return np.where(mask > 0, x, out)
+
+
 def make_mixed_method(method: str, model, config, n_jobs: int,
                       cardinalities) -> _Method:
   """The general version of ``method`` (incomplete or mixed tables)."""
@@ -490,11 +526,8 @@ def make_mixed_method(method: str, model, config, n_jobs: int,
   from sklearn.ensemble import ExtraTreesClassifier
   from sklearn.ensemble import ExtraTreesRegressor
   from sklearn.linear_model import BayesianRidge
-  from sklearn.linear_model import LogisticRegression
   if method == 'iterative-bayesridge':
-    return ChainedEquations(cardinalities, BayesianRidge,
-                            lambda: LogisticRegression(max_iter=500),
-                            'BayesianRidge / LogisticRegression')
+    return OneHotIterative(cardinalities)
   if method == 'iterative-extratrees':
     return ChainedEquations(
         cardinalities,
