@@ -255,7 +255,7 @@ def test_incomplete_table_keeps_nan_drops_empty_rows_and_logs(tmp_path,
                                                               caplog):
   path = tmp_path / 'holes.csv'
   path.write_text('a,b\n1,2\n,4\n5,NA\n,\n7,8\n9,10\n11,12\n')
-  with caplog.at_level('INFO'):
+  with caplog.at_level('INFO', logger='absl'):
     splits = load_dataset('table', str(path), test_path=str(path))
   assert splits.train.shape == (6, 2) and splits.incomplete
   assert np.isnan(splits.train).sum() == 2
