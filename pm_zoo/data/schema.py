@@ -502,9 +502,9 @@ def _encode_column(column: Column, values, what: str,
       try:
         out[i] = float(v)
       except (TypeError, ValueError):
-        raise UserError(f'{what}: column {column.name!r} is numeric but row '
-                        f'{i} holds {v!r}: give a number or a missing value'
-                        ) from None
+        raise UserError(f'{what}: column {column.name!r} row {i} holds {v!r}, '
+                        'which is not numeric, but the column is: give a '
+                        'number or a missing value') from None
     if np.isinf(out).any():
       row = int(np.argmax(np.isinf(out)))
       raise UserError(f'{what}: column {column.name!r} row {row} is infinite:'
