@@ -87,9 +87,9 @@ def load_standardized(options: Dict, model_dir: str, fit: bool
                                              splits.feature_names))
     if schema.width != splits.feature_shape[0]:
       raise UserError(
-          f'the data has {splits.feature_shape[0]} columns but the run in '
-          f'{model_dir} has a schema of {schema.width}: pass the data it was '
-          'trained on, or a new --model_dir')
+          f'the data has features of shape {splits.feature_shape} but the '
+          f'model in {model_dir} was trained on ({schema.width},): pass the '
+          'data it was trained on, or a new --model_dir')
     if (splits.schema is not None and not splits.schema.numeric_only and
         splits.schema.cardinalities != schema.cardinalities):
       raise UserError(
