@@ -60,6 +60,12 @@ setuptools.setup(
     ],
     extras_require={
         'test': ['pytest>=7', 'pytest-timeout>=2'],
+        # pandas in and out of PosteriorMatchingImputer (tables with text
+        # columns), and the two package tables of docs/tables.md.
+        'tables': ['pandas>=2', 'vega_datasets>=0.9', 'palmerpenguins>=0.1'],
+        # benchmarks/tabular.py --methods=...,miceforest. miceforest 6.0.5
+        # calls a LightGBM private API that 4.6+ changed.
+        'bench': ['miceforest==6.0.5', 'lightgbm>=4,<4.6'],
     },
     entry_points={
         'console_scripts': [

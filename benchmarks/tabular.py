@@ -65,6 +65,43 @@ is ``IterativeImputer.transform``): the usual ``max_iter=10``. It matters:
 on MINIBOONE BayesianRidge scores NRMSE 0.764 after sklearn's single pass,
 0.587 after 10 and 0.580 after 30.
 
+Incomplete training data and mixed tables (issue 14). ``--train_missing=R``
+removes each cell of the TRAIN split completely at random with probability
+R (seeded by ``--missing_seed``; rows left empty are dropped) before
+anything is fitted: Posterior Matching trains on the incomplete rows (its
+observed-data mask, ``pm_zoo.matching``) and every baseline fits on the same
+incomplete rows. The test rows, masks and scoring do not change. A table
+with categorical columns (a CSV with text columns, or the package tables
+``--table=penguins`` (palmerpenguins) and ``--table=cars`` (vega_datasets,
+``Name`` dropped, ``Year`` as a number)) is scored by NRMSE on its numeric
+columns and PFC (proportion of falsely classified cells) on its
+categorical ones; test rows with real missing cells are scored only where
+the truth is known. On such runs (incomplete train or categorical columns)
+the baselines are the general versions, which fit on incomplete rows:
+
+  mean                  observed-cell column means; the mode for a
+                        categorical column.
+  knn                   KNNImputer(n_neighbors=5) on the standardised
+                        numeric columns and one-hot categorical blocks
+                        (NaN where missing); a categorical cell gets the
+                        block's argmax.
+  iterative-bayesridge  scikit-learn's IterativeImputer(BayesianRidge,
+                        max_iter=10) as it is, fitted on the incomplete
+                        train split, over the numeric columns and one-hot
+                        categorical blocks (argmax back).
+  iterative-extratrees  missForest's recipe on a train/test split: chained
+                        equations, per column ExtraTreesRegressor (a
+                        categorical column: ExtraTreesClassifier, same
+                        settings) on the other columns (one-hot
+                        categorical), from the mean/mode fill,
+                        ``FIT_ROUNDS`` rounds over the train split's missing
+                        cells, then ``ITERATIVE_ROUNDS`` passes over the
+                        test rows with the last models.
+
+On a numeric table with complete training rows these are exactly the
+methods above, so the old numbers stand. miceforest and HyperImpute are not
+among the baselines: see docs/tables.md for why.
+
 The ``pm-*`` rows also carry ``ll_mean``: the mean over trials of the mean
 over test rows of log p(x_u | x_o), importance sampling with ``--ll_samples``
 samples (default: the run's ``EvalConfig.log_likelihood_samples``, 512; 0
@@ -80,7 +117,8 @@ tracing its tf.function).
 
 Output (``--output``, written atomically), one entry per table:
 
-  {"<table>": {"<method>": {"nrmse_mean", "nrmse_std", "ll_mean",
+  {"<table>": {"<method>": {"nrmse_mean", "nrmse_std", "pfc_mean",
+                            "pfc_std", "train_missing", "ll_mean",
                             "fit_seconds", "impute_seconds", "nrmse_trials",
                             "trials", "test_rows", "train_rows",
                             "masks_sha256", "settings", "ll_trials",
@@ -103,8 +141,11 @@ import numpy as np
 
 from benchmarks import common
 
-METHODS = ('pm', 'mean', 'knn', 'iterative-bayesridge',
-           'iterative-extratrees')
+DEFAULT_METHODS = ('pm', 'mean', 'knn', 'iterative-bayesridge',
+                   'iterative-extratrees')
+# Opt-in (``--methods=...,miceforest``): needs the ``bench`` extra.
+METHODS = DEFAULT_METHODS + ('miceforest',)
+MICE_ITERATIONS = 5
 KNN_NEIGHBORS = 5
 ITERATIVE_ROUNDS = 10
 EXTRA_TREES = dict(n_estimators=50, max_features=1.0, min_samples_leaf=1,
@@ -113,6 +154,9 @@ EXTRA_TREES = dict(n_estimators=50, max_features=1.0, min_samples_leaf=1,
 HEADS = ('DiagonalGaussian', 'FullCovarianceGaussian', 'GaussianMixture',
          'AutoregressiveGaussianMixture', 'MaskedAutoregressiveFlow',
          'InverseAutoregressiveFlow')
+# Chained-equation rounds over an incomplete train split (missForest stops
+# when the fill stops changing, typically after 4-6 rounds).
+FIT_ROUNDS = 5
 DEFAULT_STEPS = 3000
 DEFAULT_GIN_FILE = 'table.gin'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,6 +165,22 @@ SHARED_DATA = os.path.join(os.path.dirname(REPO), 'shared', 'data')
 DEFAULT_TABLES = (('winequality_white', 'winequality_white.csv', None),
                   ('parkinsons', 'parkinsons.csv.gz', None),
                   ('miniboone', 'miniboone_val.npy', 'miniboone_test.npy'))
+
+
+def _penguins():
+  import palmerpenguins  # pylint: disable=g-import-not-at-top
+  return palmerpenguins.load_penguins()
+
+
+def _cars():
+  from vega_datasets import data  # pylint: disable=g-import-not-at-top
+  frame = data.cars().drop(columns=['Name'])
+  frame['Year'] = frame['Year'].dt.year
+  return frame
+
+
+# Tables shipped by packages: name -> DataFrame loader.
+PACKAGE_TABLES = {'penguins': _penguins, 'cars': _cars}
 
 
 def kebab(name: str) -> str:
@@ -168,10 +228,10 @@ class PosteriorMatching(_Method):
 
   fits = False
 
-  def __init__(self, model, config):
+  def __init__(self, model, config, cardinalities=None):
     from pm_zoo.tasks.imputation import Imputer  # pylint: disable=g-import-not-at-top
     self.config = config
-    self.imputer = Imputer(model, config.batch_size)
+    self.imputer = Imputer(model, config.batch_size, cardinalities)
     self.settings = (f'mean of {config.num_imputations} imputations, '
                      f'batch {config.batch_size}')
 
@@ -239,6 +299,244 @@ class ChainedRegressions(_Method):
     return np.where(missing, filled, x)
 
 
+class _Mixed(_Method):
+  """Baselines for incomplete / mixed tables: know the categorical columns.
+
+  Args:
+    cardinalities: K per column, 0 = numeric.
+  """
+
+  def __init__(self, cardinalities):
+    self.cards = tuple(int(k) for k in cardinalities)
+    self.categorical = [j for j, k in enumerate(self.cards) if k]
+
+  def initial(self, train):
+    """Per column: the observed mean, or the mode of a categorical one."""
+    fill = np.nanmean(train, axis=0)
+    for j in self.categorical:
+      codes = train[~np.isnan(train[:, j]), j].astype(int)
+      fill[j] = np.bincount(codes, minlength=self.cards[j]).argmax()
+    return fill
+
+  def one_hot(self, x, columns=None):
+    """x [N, D] -> numeric columns and one-hot blocks (NaN stays NaN)."""
+    parts = []
+    for j in (range(x.shape[1]) if columns is None else columns):
+      if self.cards[j]:
+        block = (x[:, j:j + 1] == np.arange(self.cards[j])).astype(float)
+        block[np.isnan(x[:, j])] = np.nan
+        parts.append(block)
+      else:
+        parts.append(x[:, j:j + 1])
+    return np.concatenate(parts, axis=1)
+
+
+class MixedMean(_Mixed):
+  settings = 'observed-cell means; modes for categorical columns'
+
+  def fit(self, train):
+    self.fill = self.initial(train)
+
+  def impute(self, x, mask, trial):
+    return np.where(mask > 0, x, self.fill)
+
+
+class MixedKNN(_Mixed):
+
+  def __init__(self, cardinalities):
+    super().__init__(cardinalities)
+    from sklearn.impute import KNNImputer  # pylint: disable=g-import-not-at-top
+    self.imputer = KNNImputer(n_neighbors=KNN_NEIGHBORS)
+    self.settings = (f'KNNImputer(n_neighbors={KNN_NEIGHBORS}) on numeric '
+                     'columns + one-hot categorical blocks')
+
+  def fit(self, train):
+    self.imputer.fit(self.one_hot(train))
+
+  def impute(self, x, mask, trial):
+    filled = self.imputer.transform(self.one_hot(_with_nan(x, mask)))
+    out, start = np.empty_like(x), 0
+    for j, k in enumerate(self.cards):
+      if k:
+        out[:, j] = filled[:, start:start + k].argmax(axis=1)
+        start += k
+      else:
+        out[:, j] = filled[:, start]
+        start += 1
+    return np.where(mask > 0, x, out)
+
+
+class ChainedEquations(_Mixed):
+  """Chained equations that fit on incomplete rows (see the module doc).
+
+  Args:
+    cardinalities: K per column.
+    regressor, classifier: estimator factories for numeric / categorical
+      columns.
+    name: for ``settings``.
+  """
+
+  def __init__(self, cardinalities, regressor, classifier, name: str,
+               fit_rounds: int = FIT_ROUNDS,
+               rounds: int = ITERATIVE_ROUNDS):
+    super().__init__(cardinalities)
+    self.regressor, self.classifier = regressor, classifier
+    self.fit_rounds, self.rounds = int(fit_rounds), int(rounds)
+    self.settings = (f'chained {name}, {self.fit_rounds} rounds on the '
+                     f'incomplete train split, {self.rounds} on the test rows')
+
+  def _design(self, fill, j):
+    others = [i for i in range(fill.shape[1]) if i != j]
+    return self.one_hot(fill, others)
+
+  def _sweep(self, fill, missing, fit_rows=None):
+    """One pass over the columns; with fit_rows (bool [N, D] observed),
+    refits each column's model first."""
+    for j in range(fill.shape[1]):
+      if fit_rows is not None:
+        rows = fit_rows[:, j]
+        model = (self.classifier() if self.cards[j] else self.regressor())
+        target = fill[rows, j]
+        if self.cards[j]:
+          target = target.astype(int)
+          if len(np.unique(target)) < 2:  # A classifier needs two classes.
+            self.models[j] = ('constant', float(target[0]))
+            continue
+        model.fit(self._design(fill[rows], j), target)
+        self.models[j] = ('model', model)
+      todo = missing[:, j]
+      if not todo.any():
+        continue
+      kind, model = self.models[j]
+      fill[todo, j] = (model if kind == 'constant' else
+                       model.predict(self._design(fill[todo], j)))
+
+  def fit(self, train):
+    self.start = self.initial(train)
+    missing = np.isnan(train)
+    fill = np.where(missing, self.start, train)
+    self.models = [None] * train.shape[1]
+    rounds = self.fit_rounds if missing.any() else 1
+    for _ in range(rounds):
+      self._sweep(fill, missing, fit_rows=~missing)
+
+  def impute(self, x, mask, trial):
+    missing = ~(mask > 0)
+    fill = np.where(missing, self.start, x)
+    for _ in range(self.rounds):
+      self._sweep(fill, missing)
+    return np.where(missing, fill, x)
+
+
+class MiceForest(_Mixed):
+  """miceforest (LightGBM chained equations with mean matching).
+
+  Fitted on the (incomplete) train split with every column in its
+  variable schema, so that any column can be imputed at test time;
+  categorical columns as pandas categories.
+  """
+
+  def __init__(self, cardinalities, n_jobs: int):
+    super().__init__(cardinalities)
+    self.n_jobs = n_jobs
+    self.settings = (f'miceforest ImputationKernel, {MICE_ITERATIONS} '
+                     'iterations, 1 dataset, mean_match_candidates=0 (the '
+                     'LightGBM prediction itself: a point imputation, as '
+                     'NRMSE/PFC want; mean matching draws candidates)')
+
+  def _frame(self, x):
+    import pandas as pd  # pylint: disable=g-import-not-at-top
+    data = {}
+    for j, k in enumerate(self.cards):
+      data[f'c{j}'] = (pd.Categorical(x[:, j], categories=np.arange(k,
+                                                                   dtype=float))
+                       if k else x[:, j])
+    return pd.DataFrame(data)
+
+  def fit(self, train):
+    from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+    try:
+      import miceforest  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise UserError(f'--methods=miceforest needs miceforest ({e}): pip '
+                      'install pm_zoo[bench]') from None
+    frame = self._frame(train)
+    columns = list(frame.columns)
+    self.kernel = miceforest.ImputationKernel(
+        frame, num_datasets=1, random_state=0, mean_match_candidates=0,
+        variable_schema={c: [o for o in columns if o != c] for c in columns})
+    self.kernel.mice(MICE_ITERATIONS, num_threads=self.n_jobs)
+
+  def impute(self, x, mask, trial):
+    # complete_data's default iteration (-1) gives new data's INITIAL
+    # random fill in miceforest 6.0.5; name the last iteration instead.
+    completed = self.kernel.impute_new_data(
+        self._frame(_with_nan(x, mask)), random_state=trial).complete_data(
+            0, iteration=MICE_ITERATIONS)
+    out = np.column_stack([np.asarray(completed[c], np.float64)
+                           for c in completed.columns])
+    return np.where(mask > 0, x, out)
+
+
+class OneHotIterative(_Mixed):
+  """scikit-learn's IterativeImputer(BayesianRidge) as it is, fitted on the
+  incomplete train split, over numeric columns and one-hot categorical
+  blocks (a categorical cell gets its block's argmax)."""
+
+  def __init__(self, cardinalities):
+    super().__init__(cardinalities)
+    from sklearn.experimental import enable_iterative_imputer  # pylint: disable=g-import-not-at-top,unused-import
+    from sklearn.impute import IterativeImputer  # pylint: disable=g-import-not-at-top
+    from sklearn.linear_model import BayesianRidge  # pylint: disable=g-import-not-at-top
+    self.imputer = IterativeImputer(estimator=BayesianRidge(),
+                                    max_iter=ITERATIVE_ROUNDS,
+                                    initial_strategy='mean', random_state=0)
+    self.settings = (f'IterativeImputer(BayesianRidge(), max_iter='
+                     f'{ITERATIVE_ROUNDS}) on numeric columns + one-hot '
+                     'categorical blocks, fitted on the incomplete train '
+                     'split')
+
+  def fit(self, train):
+    self.imputer.fit(self.one_hot(train))
+
+  def impute(self, x, mask, trial):
+    filled = self.imputer.transform(self.one_hot(_with_nan(x, mask)))
+    out, start = np.empty_like(x), 0
+    for j, k in enumerate(self.cards):
+      if k:
+        out[:, j] = filled[:, start:start + k].argmax(axis=1)
+      else:
+        out[:, j] = filled[:, start]
+      start += max(k, 1)
+    return np.where(mask > 0, x, out)
+
+
+def make_mixed_method(method: str, model, config, n_jobs: int,
+                      cardinalities) -> _Method:
+  """The general version of ``method`` (incomplete or mixed tables)."""
+  if method == 'miceforest':
+    return MiceForest(cardinalities, n_jobs)
+  if method == 'pm':
+    return PosteriorMatching(model, config, cardinalities)
+  if method == 'mean':
+    return MixedMean(cardinalities)
+  if method == 'knn':
+    return MixedKNN(cardinalities)
+  # pylint: disable=g-import-not-at-top
+  from sklearn.ensemble import ExtraTreesClassifier
+  from sklearn.ensemble import ExtraTreesRegressor
+  from sklearn.linear_model import BayesianRidge
+  if method == 'iterative-bayesridge':
+    return OneHotIterative(cardinalities)
+  if method == 'iterative-extratrees':
+    return ChainedEquations(
+        cardinalities,
+        lambda: ExtraTreesRegressor(n_jobs=n_jobs, **EXTRA_TREES),
+        lambda: ExtraTreesClassifier(n_jobs=n_jobs, **EXTRA_TREES),
+        f'ExtraTrees{EXTRA_TREES} regressor / classifier')
+  raise ValueError(method)
+
+
 def make_method(method: str, model, config, n_jobs: int) -> _Method:
   """The imputer called ``method`` (one of METHODS)."""
   if method == 'pm':
@@ -258,7 +556,7 @@ def make_method(method: str, model, config, n_jobs: int) -> _Method:
   raise ValueError(method)
 
 
-def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
+def benchmark_run(model_dir: str, methods: Sequence[str] = DEFAULT_METHODS,
                   trials: Optional[int] = None,
                   max_test_rows: Optional[int] = None,
                   max_train_rows: Optional[int] = None, n_jobs: int = 2,
@@ -299,9 +597,28 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
   log(f'{splits.name}: step {step}, {len(train)} train / {len(test)} test '
       f'rows of {test.shape[1]} features, {trials} trials')
   masks = trial_masks(config, test.shape[1:], len(test), trials)
+  schema = splits.schema
+  cards = (tuple(schema.cardinalities) if schema is not None
+           else (0,) * test.shape[1])
+  categorical = [j for j, k in enumerate(cards) if k]
+  numeric = [j for j, k in enumerate(cards) if not k]
+  observed = np.isfinite(test).astype(np.float32)
+  test_incomplete = not observed.all()
+  train_missing = float(np.isnan(train).mean())
+  general = bool(categorical) or train_missing > 0 or test_incomplete
+  if test_incomplete:
+    test = np.where(observed > 0, test, 0.0).astype(np.float32)
+    masks = [m * observed for m in masks]
+  std = (np.array([test[observed[:, j] > 0, j].std() for j in numeric])
+         if test_incomplete and numeric else None)
+  if general:
+    log(f'  general baselines: {len(categorical)} categorical columns, '
+        f'{100 * train_missing:.1f}% of train cells missing')
   results = {}
   for method in methods:
-    imputer = make_method(method, model, config, n_jobs)
+    imputer = (make_mixed_method(method, model, config, n_jobs, cards)
+               if general or method == 'miceforest' else
+               make_method(method, model, config, n_jobs))
     key = pm_method_name(model) if method == 'pm' else method
     fit_seconds = None
     if method == 'pm':
@@ -311,23 +628,36 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
       start = time.perf_counter()
       imputer.fit(train)
       fit_seconds = time.perf_counter() - start
-    values, seconds, used = [], [], []
+    values, pfcs, seconds, used = [], [], [], []
     for trial, mask in enumerate(masks):
       start = time.perf_counter()
       imputed = imputer.impute(test, mask, trial)
       seconds.append(time.perf_counter() - start)
-      values.append(metrics_lib.nrmse(test, imputed, mask))
+      scored = 1.0 - (1.0 - mask) * observed
+      if numeric:
+        values.append(metrics_lib.nrmse(
+            test[:, numeric], imputed[:, numeric], scored[:, numeric],
+            feature_std=std))
+      if categorical:
+        pfcs.append(metrics_lib.pfc(test[:, categorical],
+                                    imputed[:, categorical],
+                                    scored[:, categorical]))
       used.append(mask)
-    summary = metrics_lib.summarize_trials(values)
+    summary = (metrics_lib.summarize_trials(values) if values
+               else {'mean': None, 'std': None})
+    pfc = metrics_lib.summarize_trials(pfcs) if pfcs else None
     ll_trials, samples = None, None
     if method == 'pm':
       samples = (config.log_likelihood_samples if ll_samples is None
                  else int(ll_samples))
-      if samples > 0:
+      if samples > 0 and not test_incomplete:
         ll_trials = pm_log_likelihoods(model, config, test, masks,
                                        standardizer.scale, samples)
     results[key] = {
         'nrmse_mean': summary['mean'], 'nrmse_std': summary['std'],
+        'pfc_mean': pfc and pfc['mean'], 'pfc_std': pfc and pfc['std'],
+        'pfc_trials': [float(v) for v in pfcs] or None,
+        'train_missing': train_missing,
         'll_mean': (float(np.mean(ll_trials)) if ll_trials else None),
         'fit_seconds': fit_seconds,
         'impute_seconds': float(np.mean(seconds)),
@@ -341,7 +671,10 @@ def benchmark_run(model_dir: str, methods: Sequence[str] = METHODS,
                           model_dir=os.path.abspath(model_dir))
     ll = ('' if results[key]['ll_mean'] is None else
           f', LL {results[key]["ll_mean"]:.4f}')
-    log(f'  {key}: NRMSE {summary["mean"]:.4f} +- {summary["std"]:.4f}{ll}')
+    nrmse = ('' if summary['mean'] is None else
+             f'NRMSE {summary["mean"]:.4f} +- {summary["std"]:.4f}')
+    pfc_text = '' if pfc is None else f' PFC {pfc["mean"]:.4f}'
+    log(f'  {key}: {nrmse}{pfc_text}{ll}')
   return splits.name, results
 
 
@@ -401,8 +734,14 @@ def _table_stem(path: str) -> str:
 
 
 def parse_table(spec: str):
-  """``[NAME=]TRAIN[,TEST]`` -> (name, train path, test path or None)."""
+  """``[NAME=]TRAIN[,TEST]`` -> (name, train path, test path or None).
+
+  A bare package table name (``PACKAGE_TABLES``) gives (name, None, None):
+  ``package_table_csv`` writes it out.
+  """
   from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  if spec in PACKAGE_TABLES:
+    return spec, None, None
   name = None
   if '=' in spec:
     name, spec = spec.split('=', 1)
@@ -441,13 +780,61 @@ def default_tables(shared: str = SHARED_DATA):
   return tables
 
 
+def package_table_csv(name: str, work_dir: str) -> str:
+  """Writes the package table ``name`` as ``<work_dir>/<name>.csv``."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    frame = PACKAGE_TABLES[name]()
+  except ImportError as e:
+    raise UserError(f'--table={name} needs its package ({e}): pip install '
+                    'pm_zoo[tables]') from None
+  path = os.path.join(work_dir, f'{name}.csv')
+  os.makedirs(work_dir, exist_ok=True)
+  frame.to_csv(path, index=False)
+  return path
+
+
+def incomplete_split(name: str, train_path: str, test_path: Optional[str],
+                     rate: float, seed: int, work_dir: str):
+  """The table's train/test split with MCAR cells removed from train.
+
+  The split is the one a run makes (``dataset.split_seed``, test fraction
+  from gin); each train cell is removed with probability ``rate``. Writes
+  ``train.npy`` / ``test.npy`` (categorical columns as codes) and
+  ``schema.json`` under ``<work_dir>/<name>/data-<rate>/``; returns (train
+  path, test path, schema).
+  """
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import data as data_lib
+  from pm_zoo import experiment
+  options = experiment.dataset()
+  options.update(path=train_path, test_path=test_path)
+  splits = data_lib.load_dataset(**options)
+  train = splits.train.copy()
+  drop = np.random.default_rng(seed).random(train.shape) < rate
+  train[drop] = np.nan
+  folder = os.path.join(work_dir, name, f'data-{rate:g}')
+  os.makedirs(folder, exist_ok=True)
+  paths = (os.path.join(folder, 'train.npy'), os.path.join(folder, 'test.npy'))
+  np.save(paths[0], train)
+  np.save(paths[1], splits.test)
+  schema = splits.schema
+  return paths[0], paths[1], schema
+
+
 def train_pm(run_dir_path: str, head: str, train_path: str,
              test_path: Optional[str], gin_file: str,
-             gin_bindings: Sequence[str], steps: int) -> None:
-  """One Posterior Matching run with partial head ``head`` (a class name)."""
+             gin_bindings: Sequence[str], steps: int,
+             schema=None) -> None:
+  """One Posterior Matching run with partial head ``head`` (a class name);
+  ``schema``: the column schema of .npy data with categorical codes."""
   # pylint: disable=g-import-not-at-top
   from pm_zoo import configs
   from pm_zoo import experiment
+  from pm_zoo.data import schema as schema_lib
+  if schema is not None:
+    os.makedirs(run_dir_path, exist_ok=True)
+    schema.save(os.path.join(run_dir_path, schema_lib.SCHEMA_FILE))
   configs.parse([gin_file], list(gin_bindings) + [
       f'TrainConfig.num_steps={steps}',
       f'PartialEncoder.head=@partial/{head}',
@@ -463,16 +850,34 @@ def benchmark_table(name: str, train_path: str, test_path: Optional[str],
                     max_test_rows: Optional[int] = None,
                     max_train_rows: Optional[int] = None, n_jobs: int = 2,
                     ll_samples: Optional[int] = None,
-                    log: Callable[[str], None] = print) -> Dict[str, Dict]:
-  """Trains one PM run per head on a table; scores them and the baselines."""
+                    log: Callable[[str], None] = print,
+                    train_missing: float = 0.0,
+                    missing_seed: int = 0) -> Dict[str, Dict]:
+  """Trains one PM run per head on a table; scores them and the baselines.
+
+  ``train_missing``: remove that fraction of the train cells (MCAR) first;
+  every method then fits on the same incomplete rows.
+  """
   baselines = [m for m in methods if m != 'pm']
   if not heads:
     raise ValueError('benchmark_table needs at least one head')
   results = {}
+  schema = None
+  if train_path is None:
+    train_path = package_table_csv(name, work_dir)
+  suffix = ''
+  if train_missing > 0:
+    # pylint: disable=g-import-not-at-top
+    from pm_zoo import configs
+    configs.parse([gin_file], list(gin_bindings))
+    train_path, test_path, schema = incomplete_split(
+        name, train_path, test_path, train_missing, missing_seed, work_dir)
+    suffix = f'-missing-{train_missing:g}'
   for i, head in enumerate(heads):
-    run = os.path.join(work_dir, name, kebab(head))
+    run = os.path.join(work_dir, name, kebab(head) + suffix)
     log(f'{name}: training pm-{kebab(head)} for {steps} steps in {run}')
-    train_pm(run, head, train_path, test_path, gin_file, gin_bindings, steps)
+    train_pm(run, head, train_path, test_path, gin_file, gin_bindings, steps,
+             schema=schema)
     scored = (['pm'] if 'pm' in methods else []) + (baselines if i == 0
                                                     else [])
     _, rows = benchmark_run(run, scored, trials, max_test_rows,
@@ -486,17 +891,27 @@ def benchmark_table(name: str, train_path: str, test_path: Optional[str],
 
 def format_table(tables: Dict[str, Dict[str, Dict]]) -> str:
   """One aligned table; ``/ pm`` is the NRMSE ratio to the table's pm row."""
-  rows = [('table', 'method', 'NRMSE mean ± std', '/ pm', 'LL', 'fit s',
-           'impute s')]
+  with_pfc = any(m.get('pfc_mean') is not None
+                 for methods in tables.values() for m in methods.values())
+  rows = [('table', 'method', 'NRMSE mean ± std', '/ pm') +
+          (('PFC mean ± std',) if with_pfc else ()) +
+          ('LL', 'fit s', 'impute s')]
   for table, methods in tables.items():
     pm = [m['nrmse_mean'] for k, m in methods.items() if k.startswith('pm-')]
     for key, m in methods.items():
-      ratio = f'{m["nrmse_mean"] / pm[0]:.3f}' if pm else ''
+      ratio = (f'{m["nrmse_mean"] / pm[0]:.3f}'
+               if pm and pm[0] and m['nrmse_mean'] is not None else '')
+      nrmse = ('-' if m['nrmse_mean'] is None else
+               f'{m["nrmse_mean"]:.4f} ± {m["nrmse_std"]:.4f}')
       fit = '-' if m['fit_seconds'] is None else f'{m["fit_seconds"]:.2f}'
       ll = '-' if m.get('ll_mean') is None else f'{m["ll_mean"]:.4f}'
-      rows.append((table, key,
-                   f'{m["nrmse_mean"]:.4f} ± {m["nrmse_std"]:.4f}', ratio,
-                   ll, fit, f'{m["impute_seconds"]:.2f}'))
+      pfc = (() if not with_pfc else
+             ('-' if m.get('pfc_mean') is None else
+              f'{m["pfc_mean"]:.4f} ± {m["pfc_std"]:.4f}',))
+      label = table + (f' (train {100 * m["train_missing"]:.0f}% missing)'
+                       if m.get('train_missing') else '')
+      rows.append((label, key, nrmse, ratio) + pfc +
+                  (ll, fit, f'{m["impute_seconds"]:.2f}'))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for r in rows:
@@ -540,7 +955,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       'dataset name); repeat once per --model_dir')
   parser.add_argument('--trials', type=int, default=None,
                       help="mask draws (default: the run's EvalConfig.trials)")
-  parser.add_argument('--methods', default=','.join(METHODS),
+  parser.add_argument('--methods', default=','.join(DEFAULT_METHODS),
                       help=f'comma-separated subset of {",".join(METHODS)}')
   parser.add_argument('--max_test_rows', type=int, default=None,
                       help='score the first N test rows only (within the '
@@ -548,10 +963,20 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument('--max_train_rows', type=int, default=None,
                       help='fit the baselines on N random train rows only '
                       '(large tables: KNN and ExtraTrees grow with N)')
+  parser.add_argument('--train_missing', type=float, default=0.0,
+                      help='remove this fraction of the TRAIN cells '
+                      'completely at random before fitting anything '
+                      '(every method fits on the same incomplete rows)')
+  parser.add_argument('--missing_seed', type=int, default=0,
+                      help='seed of the --train_missing cells')
   parser.add_argument('--n_jobs', type=int, default=2,
                       help='CPU workers of ExtraTrees')
   parser.add_argument('--output', default=None, help='JSON results file')
   return parser.parse_args(argv)
+
+
+def model_dirs_given(args) -> bool:
+  return bool(args.model_dir)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
@@ -571,6 +996,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
                         (args.trials, '--trials'), (args.steps, '--steps')):
       if value is not None and value < 1:
         raise UserError(f'{flag}={value}: pass a positive number')
+    if not 0.0 <= args.train_missing < 1.0:
+      raise UserError(f'--train_missing={args.train_missing}: give a '
+                      'fraction in [0, 1)')
+    if args.train_missing and model_dirs_given(args):
+      raise UserError('--train_missing applies to the runs this benchmark '
+                      'trains (--table or the shared tables), not to '
+                      '--model_dir')
     if args.ll_samples is not None and args.ll_samples < 0:
       raise UserError(f'--ll_samples={args.ll_samples}: pass K >= 1, or 0 to '
                       'skip the log-likelihood')
@@ -605,7 +1037,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
           name, train_path, test_path, heads, work_dir, methods,
           args.gin_file, args.gin_bindings, args.steps, args.trials,
           args.max_test_rows, args.max_train_rows, args.n_jobs,
-          args.ll_samples)
+          args.ll_samples, train_missing=args.train_missing,
+          missing_seed=args.missing_seed)
     for i, model_dir in enumerate(model_dirs):
       name, results = benchmark_run(
           model_dir, methods, args.trials, args.max_test_rows,

@@ -18,6 +18,7 @@ from pm_zoo import data as data_lib
 from pm_zoo import keras_api
 from pm_zoo import matching
 from pm_zoo import run_dir
+from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 from pm_zoo.tasks import evaluation
 from pm_zoo.training import strategy as strategy_lib
@@ -28,15 +29,24 @@ from pm_zoo.training import trainer as trainer_lib
 def dataset(source: str = 'embedded_digits', tfds_name: Optional[str] = None,
             image_size=None, test_fraction: float = 0.2, split_seed: int = 0,
             max_examples: Optional[int] = None,
-            drop_columns: Sequence = ()) -> Dict:
+            drop_columns: Sequence = (),
+            column_types: Optional[Dict[str, str]] = None,
+            max_categories: int = 50) -> Dict:
   """Which data an experiment uses (gin); file paths come from flags.
 
   Returns the keyword arguments of ``pm_zoo.data.load_dataset`` except the
-  paths. See ``pm_zoo.data.KNOWN_SOURCES`` for the sources.
+  paths. See ``pm_zoo.data.KNOWN_SOURCES`` for the sources; ``column_types``
+  (``{'column': 'categorical' | 'integer' | 'numeric'}``) overrides the
+  inferred kinds of a table's columns (``pm_zoo.data.schema``).
   """
-  return dict(source=source, tfds_name=tfds_name, image_size=image_size,
-              test_fraction=test_fraction, split_seed=split_seed,
-              max_examples=max_examples, drop_columns=list(drop_columns))
+  options = dict(source=source, tfds_name=tfds_name, image_size=image_size,
+                 test_fraction=test_fraction, split_seed=split_seed,
+                 max_examples=max_examples, drop_columns=list(drop_columns))
+  if column_types:
+    options['column_types'] = dict(column_types)
+  if max_categories != 50:
+    options['max_categories'] = int(max_categories)
+  return options
 
 
 def data_options(model_dir: str, data_path: Optional[str] = None,
@@ -62,11 +72,29 @@ def load_standardized(options: Dict, model_dir: str, fit: bool
                       ) -> (data_lib.DataSplits, data_lib.Standardizer):
   """Loads the data and puts every split in the model's input space.
 
-  Tables are standardised with statistics of the TRAIN split, stored in the
-  run (``standardizer.json``) the first time and reused afterwards; images are
-  already in [0, 1] and pass unchanged.
+  Tables are standardised with statistics of the TRAIN split's observed
+  cells, stored in the run (``standardizer.json``) the first time and reused
+  afterwards (categorical columns keep their codes); images are already in
+  [0, 1] and pass unchanged. A table's column schema is the run's
+  (``schema.json``, written by ``train``) when it has one, else the data's;
+  missing cells stay NaN (``DataSplits.incomplete``).
   """
   splits = data_lib.load_dataset(**options)
+  schema = None
+  if splits.kind == 'table':
+    schema = (schema_lib.read_run_schema(model_dir) or splits.schema or
+              schema_lib.TableSchema.numeric(splits.feature_shape[0],
+                                             splits.feature_names))
+    if schema.width != splits.feature_shape[0]:
+      raise UserError(
+          f'the data has features of shape {splits.feature_shape} but the '
+          f'model in {model_dir} was trained on ({schema.width},): pass the '
+          'data it was trained on, or a new --model_dir')
+    if (splits.schema is not None and not splits.schema.numeric_only and
+        splits.schema.cardinalities != schema.cardinalities):
+      raise UserError(
+          f'the data\'s columns ({splits.schema}) differ from those of the '
+          f'run in {model_dir} ({schema}): pass the data it was trained on')
   path = os.path.join(model_dir, run_dir.STANDARDIZER)
   if os.path.exists(path):
     standardizer = data_lib.Standardizer.load(path)
@@ -76,7 +104,8 @@ def load_standardized(options: Dict, model_dir: str, fit: bool
           f'model in {model_dir} was trained on {standardizer.feature_shape}: '
           'pass the data it was trained on, or a new --model_dir')
   elif fit:
-    standardizer = (data_lib.Standardizer.from_data(splits.train)
+    standardizer = (data_lib.Standardizer.from_data(
+        splits.train, passthrough=schema.indices(schema_lib.CATEGORICAL))
                     if splits.kind == 'table' else
                     data_lib.Standardizer.identity(splits.feature_shape))
   else:
@@ -88,32 +117,55 @@ def load_standardized(options: Dict, model_dir: str, fit: bool
       name=splits.name, kind=splits.kind, train=transform(splits.train),
       test=transform(splits.test), validation=transform(splits.validation),
       train_labels=splits.train_labels, test_labels=splits.test_labels,
-      feature_names=splits.feature_names)
+      feature_names=splits.feature_names, schema=schema)
   return splits, standardizer
 
 
+def table_options(splits: data_lib.DataSplits) -> Dict:
+  """The runtime model arguments a table needs beyond its width.
+
+  ``cardinalities`` (K per column, 0 = numeric) when a column is
+  categorical; ``observed_inputs`` when the training split has missing
+  cells (the VAE encoder then sees ``concat(x * m, m)``). Empty for a
+  complete all-numeric table: its model is the one it always was.
+  """
+  options = {}
+  if splits.kind != 'table':
+    return options
+  if splits.schema is not None and not splits.schema.numeric_only:
+    options['cardinalities'] = list(splits.schema.cardinalities)
+  if bool(np.isnan(splits.train).any()):
+    options['observed_inputs'] = True
+  return options
+
+
 def build_model(feature_shape, strategy: tf.distribute.Strategy,
-                seed: Optional[int] = None):
+                seed: Optional[int] = None, table: Optional[Dict] = None):
   """The gin-configured ``PosteriorMatchingVAE``, built in the strategy scope.
 
   With ``seed``, the initial weights are a function of it (Keras' global
   seeds are set first; a resumed run restores its weights anyway), so two
-  runs of the same command start from the same weights.
+  runs of the same command start from the same weights. ``table``: the
+  runtime arguments of ``table_options`` (column cardinalities, observed
+  inputs).
   """
   with keras_api.seeded_initializers(seed), strategy.scope():
-    model = matching.PosteriorMatchingVAE(feature_shape)
+    model = matching.PosteriorMatchingVAE(feature_shape, **(table or {}))
     x = tf.zeros([2, *feature_shape])
     model(x, tf.ones_like(x))
   return model
 
 
-def model_spec(model, splits: data_lib.DataSplits) -> Dict:
-  """What a checkpoint of this run holds: data shape and variable shapes."""
+def model_spec(model, splits: data_lib.DataSplits,
+               table: Optional[Dict] = None) -> Dict:
+  """What a checkpoint of this run holds: data shape and variable shapes
+  (and the table options the model was built with, if any)."""
   return {
       'kind': splits.kind,
       'feature_shape': list(splits.feature_shape),
       'latent_dim': model.latent_dim,
       'variable_shapes': [v.shape.as_list() for v in model.variables],
+      **(table or {}),
   }
 
 
@@ -129,8 +181,10 @@ def train(model_dir: str, strategy_name: str = 'default',
     config.vae_checkpoint = vae_checkpoint
   options = data_options(model_dir, data_path, test_data_path, tfds_data_dir)
   splits, standardizer = load_standardized(options, model_dir, fit=True)
-  model = build_model(splits.feature_shape, strategy, seed=config.seed)
-  spec = model_spec(model, splits)
+  table = table_options(splits)
+  model = build_model(splits.feature_shape, strategy, seed=config.seed,
+                      table=table)
+  spec = model_spec(model, splits, table)
   run_dir.check_model_spec(model_dir, spec)
   chief = strategy_lib.is_chief(strategy)
   if chief:
@@ -138,6 +192,8 @@ def train(model_dir: str, strategy_name: str = 'default',
     run_dir.write_json(os.path.join(model_dir, run_dir.MODEL_SPEC), spec)
     run_dir.write_json(os.path.join(model_dir, run_dir.DATA), options)
     standardizer.save(os.path.join(model_dir, run_dir.STANDARDIZER))
+    if splits.schema is not None:
+      splits.schema.save(os.path.join(model_dir, schema_lib.SCHEMA_FILE))
     run_dir.write_text(os.path.join(model_dir, run_dir.CONFIG),
                        gin.config_str())
   if config.batch_size > len(splits.train):
@@ -191,7 +247,9 @@ def restore_for_eval(model_dir: str, gin_bindings: Sequence[str] = ()):
   configs.parse([config_path], gin_bindings)
   spec = run_dir.read_json(os.path.join(model_dir, run_dir.MODEL_SPEC))
   strategy = tf.distribute.get_strategy()
-  model = build_model(spec['feature_shape'], strategy)
+  table = {k: spec[k] for k in ('cardinalities', 'observed_inputs')
+           if k in spec}
+  model = build_model(spec['feature_shape'], strategy, table=table)
   latest = tf.train.latest_checkpoint(
       os.path.join(model_dir, trainer_lib.CHECKPOINT_SUBDIR))
   if not latest:
@@ -216,7 +274,9 @@ def evaluate(model_dir: str, data_path: Optional[str] = None,
             if splits.kind == 'image' else None)
   metrics = evaluation.evaluate_imputation(
       model, splits.test, splits.kind, config, figure_path=figure,
-      feature_scale=standardizer.scale if splits.kind == 'table' else None)
+      feature_scale=standardizer.scale if splits.kind == 'table' else None,
+      cardinalities=(splits.schema.cardinalities
+                     if splits.schema is not None else None))
   result = {'dataset': splits.name, 'step': step,
             'test_examples': int(min(len(splits.test),
                                      config.max_examples or len(splits.test))),

@@ -17,6 +17,39 @@ the joint objective is ``-ELBO + pm_weight * L_PM``; in the frozen-VAE mode only
 L_PM is minimised, over theta alone. For a VAE of another family the ELBO is
 replaced by that family's own training terms and z by its posterior target
 (``pm_zoo.models.base``).
+
+Training on incomplete rows. Real tables arrive with cells missing. Each
+row then carries its data mask m (1 = the cell was in the data), and the
+objective becomes
+
+  -ELBO_m(x) + pm_weight * L_PM(x, b),   b = b' * m,  b' ~ the mask
+                                          distribution,
+  L_PM(x, b) = - E_{z ~ q_psi(z | x_m)} [ log q_theta(z | x_b) ],
+
+with ELBO_m the ELBO of the observed cells (the VAE encoder sees
+concat(x * m, m), the decoder's log-likelihood counts observed cells only;
+``pm_zoo.models.gaussian_vae``). So the VAE models p(x_m), the full
+posterior q_psi(z | x_m) becomes the *target* on that row, and the partial
+encoder learns to match it from a random subset b <= m of what was
+observed: exactly the complete-data recipe with the row's observed cells in
+place of the row.
+
+Why this stays a valid PM objective under MCAR (missing completely at
+random: m independent of x). The PM argument (paper Thm 3.1) needs, for
+each conditioning set o, that the target posterior is a posterior of the
+same generative model given MORE than x_o. Here the pair (o, m) has o <= m,
+and q_psi(z | x_m) approximates p(z | x_m), a posterior given a superset of
+x_o; the tower property E_{p(z | x_m)}[.] averaged over x_{m - o} ~ p(x_{m
+- o} | x_o) equals E_{p(z | x_o)}[.], so minimising E[-log q_theta(z |
+x_o)] over rows still drives q_theta(z | x_o) to p(z | x_o), as with
+complete rows. MCAR is what makes the rows' x_m an unbiased view of p(x)
+restricted to m (no selection on the values), so the ELBO_m terms fit the
+same p(x) as complete rows would, and the conditioning sets o drawn within
+m cover every subset with positive probability as long as every cell is
+observed sometimes. Under MAR/MNAR the model would fit p(x_m | m), which
+is not p(x_m); pm_zoo does not correct for that. The cost is statistical
+(fewer observed cells per row, noisier targets), not a bias; the test in
+tests/test_tables.py measures it.
 """
 from typing import Callable, Dict
 
@@ -26,6 +59,7 @@ import tensorflow_probability as tfp
 
 from pm_zoo.distributions import heads
 from pm_zoo.distributions import kl as kl_lib
+from pm_zoo.distributions import tabular
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
 from pm_zoo.models import base
@@ -61,17 +95,25 @@ class PartialEncoder(keras.Model):
 
   def __init__(self, latent_dim: int, network: Callable = mlp.ResidualMLP,
                head: Callable = heads.FullCovarianceGaussian,
+               cardinalities=None,
                name: str = 'partial_encoder', **kwargs):
     super().__init__(name=name, **kwargs)
     self.latent_dim = int(latent_dim)
+    # A mixed table (K per column, 0 = numeric): categorical cells enter as
+    # one-hot blocks, one mask bit per column (distributions.tabular).
+    self.cardinalities = (None if cardinalities is None
+                          else tuple(int(k) for k in cardinalities))
     self.head = head([latent_dim], name='partial_head')
     self.network = network(output_shape=self.head.params_shape,
                            name='partial_network')
 
   def call(self, x, mask, training=False) -> tfd.Distribution:
     """Returns q_theta(z | x_o), batch shape [B], event [latent_dim]."""
-    return self.head.distribution(
-        self.network(observed_input(x, mask), training=training))
+    if tabular.has_categorical(self.cardinalities):
+      inputs = tabular.observed_input(x, mask, self.cardinalities)
+    else:
+      inputs = observed_input(x, mask)
+    return self.head.distribution(self.network(inputs, training=training))
 
 
 @gin.configurable
@@ -86,6 +128,10 @@ class PosteriorMatchingVAE(keras.Model):
   Args:
     feature_shape: shape of one example (runtime, from the data).
     vae: base VAE factory (``f(feature_shape)``), e.g. ``GaussianVAE``.
+    cardinalities: runtime, a mixed table's K per column (0 = numeric);
+      handed to the base VAE (None: every column numeric).
+    observed_inputs: runtime, the training rows have missing cells; handed
+      to the base VAE (its encoder then sees concat(x * m, m)).
     partial_encoder: partial encoder factory; the base VAE decides what it
       is called with (``BaseVAE.make_partial_encoder``: the latent size for
       a Gaussian VAE).
@@ -103,10 +149,29 @@ class PosteriorMatchingVAE(keras.Model):
   def __init__(self, feature_shape, vae: Callable = GaussianVAE,
                partial_encoder: Callable = PartialEncoder,
                stop_gradient: bool = True, pm_weight: float = 1.0,
-               pm_loss: str = 'sampled', name: str = 'pm_vae', **kwargs):
+               pm_loss: str = 'sampled', cardinalities=None,
+               observed_inputs: bool = False, name: str = 'pm_vae',
+               **kwargs):
     super().__init__(name=name, **kwargs)
     self.feature_shape = tuple(int(s) for s in feature_shape)
-    self.vae = vae(self.feature_shape)
+    self.cardinalities = (None if cardinalities is None
+                          else tuple(int(k) for k in cardinalities))
+    # Runtime table options (module doc), passed on only when set, so that
+    # any base-VAE factory works on complete numeric data as before.
+    table = {}
+    if self.cardinalities is not None:
+      table['cardinalities'] = self.cardinalities
+    if observed_inputs:
+      table['observed_inputs'] = True
+    try:
+      self.vae = vae(self.feature_shape, **table)
+    except TypeError as e:
+      if not table:
+        raise
+      raise UserError(f'the base VAE ({getattr(vae, "__name__", vae)}) takes '
+                      f'no {", ".join(table)} ({e}): use GaussianVAE for '
+                      'tables with missing cells or categorical '
+                      'columns') from None
     if not isinstance(self.vae, base.BaseVAE):
       raise UserError(
           f'PosteriorMatchingVAE.vae must build a pm_zoo.models.base.BaseVAE, '

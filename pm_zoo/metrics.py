@@ -12,7 +12,7 @@ import numpy as np
 
 from pm_zoo.errors import UserError
 
-__all__ = ["nrmse", "psnr", "rmse_missing", "summarize_trials"]
+__all__ = ["nrmse", "pfc", "psnr", "rmse_missing", "summarize_trials"]
 
 
 def _as_float_array(x, name, who):
@@ -120,6 +120,38 @@ def nrmse(x_true, x_imputed, mask, feature_std=None):
   sq = np.where(missing, (x_imputed - x_true) ** 2, 0.0)
   rmse = np.sqrt(sq.sum(axis=0)[used] / count[used])
   return float(np.mean(rmse / std[used]))
+
+
+def pfc(x_true, x_imputed, mask):
+  """Proportion of falsely classified cells among the missing ones.
+
+  For categorical columns (integer codes): the fraction of entries with
+  ``mask == 0`` where ``round(x_imputed) != round(x_true)``, pooled over
+  all columns given (VAEAC's and missForest's PFC).
+
+  Args:
+    x_true: [N, D] codes (only the missing entries are read).
+    x_imputed: same shape.
+    mask: broadcastable to ``x_true``; 1 = observed, 0 = missing.
+
+  Returns:
+    float in [0, 1].
+
+  Raises:
+    UserError: shapes disagree, the mask is not 0/1, nothing is missing, or
+      values needed are not finite.
+  """
+  who = "pfc"
+  x_true, x_imputed = _pair(x_true, x_imputed, who)
+  missing = _flat(_missing(mask, x_true.shape, who))
+  x_true, x_imputed = _flat(x_true), _flat(x_imputed)
+  if not missing.any():
+    raise UserError(f"{who}: the mask has no unobserved entries, so there is "
+                    "nothing to score; pass a mask with zeros.")
+  _require_finite(np.where(missing, x_true, 0.0), "x_true", who)
+  _require_finite(np.where(missing, x_imputed, 0.0), "x_imputed", who)
+  wrong = np.round(x_true) != np.round(x_imputed)
+  return float(wrong[missing].mean())
 
 
 def psnr(x_true, x_imputed, max_value=1.0, mask=None):

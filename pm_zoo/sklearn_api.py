@@ -1,10 +1,25 @@
 """``PosteriorMatchingImputer``: Posterior Matching as a scikit-learn imputer.
 
   from pm_zoo import PosteriorMatchingImputer
-  imputer = PosteriorMatchingImputer(num_steps=3000).fit(X_train)  # complete
+  imputer = PosteriorMatchingImputer(num_steps=3000).fit(X_train)
   X_filled = imputer.transform(X)             # NaN = missing
   draws = imputer.sample(X, 20)               # 20 imputations, [20, N, D]
   imputer.save('runs/my_imputer')             # pm-eval / pm-export / pm-impute
+
+Tables as they come: ``X`` may be a NumPy array or a pandas DataFrame, with
+missing cells (NaN, None, pd.NA) in the training data too, and with text,
+bool or ``category`` columns. ``fit`` infers a column schema
+(``pm_zoo.data.schema``: numeric, integer, categorical; ``column_types``
+overrides it by column name), trains on the observed cells only (see
+``pm_zoo.matching`` for the method), and ``transform`` returns the input's
+kind: a DataFrame keeps its index, columns and dtypes (categorical cells
+come back as their category, integer columns as integers), a numeric array
+gives float64. A categorical cell is imputed by the mode of the
+``num_samples`` imputations; ``sample`` keeps every draw. A category that
+``fit`` never saw: ``handle_unknown='error'`` (default) names the column and
+value, ``'missing'`` imputes the cell instead. ``set_output(transform=
+'pandas')`` turns array outputs into DataFrames (scikit-learn's
+convention).
 
 ``fit`` trains the gin experiment ``gin_file`` (default ``table.gin``, the
 paper's tabular model, as ``pm-train --gin_file=table.gin``) into a run
@@ -37,8 +52,8 @@ Imputations are row-keyed (``pm_zoo.tasks.imputation``): with an integer
 ``random_state`` a row's imputations depend only on the row, so
 ``transform``, ``pm-impute --seed`` and the exported SavedModel (exported
 with the same ``--num_samples`` and ``--seed``) give the same numbers.
-Training data must be fully observed for now; ``fit`` says how many rows are
-not.
+Rows with no observed cell are dropped before training (their count is
+logged); a column with no observed cell is an error.
 
 Global state: ``fit`` and ``load`` parse gin (clearing any config you had).
 """
@@ -54,11 +69,14 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pm_zoo import run_dir
+from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 from pm_zoo.serving import inputs
 
 FIT_DATA = 'fit_data.npy'
 ESTIMATOR_FILE = 'imputer.json'
+# imputer.json keys that are not constructor arguments.
+_FITTED_ON_FRAME = '_fitted_on_frame'
 
 
 def _head_class(name: str) -> str:
@@ -98,8 +116,13 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
       temporary directory.
     gin_bindings: extra gin bindings for the run.
     verbose: log training progress.
+    column_types: ``{column name: 'numeric' | 'integer' | 'categorical'}``
+      overriding the inferred kinds (None: infer all).
+    max_categories: text columns with more distinct values are refused.
+    handle_unknown: 'error' or 'missing', for categories unseen in fit.
 
-  Fitted attributes: ``n_features_in_``, ``model_dir_`` (the run),
+  Fitted attributes: ``n_features_in_``, ``feature_names_in_`` (fitted on
+  a DataFrame), ``schema_`` (the ``TableSchema``), ``model_dir_`` (the run),
   ``step_`` (its checkpoint step), ``serving_module_`` (the
   ``ServingModule`` whose functions the imputer calls, the ones
   ``pm-export`` saves).
@@ -117,7 +140,10 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
                random_state: Optional[int] = 0,
                transform_batch_size: int = 1024,
                model_dir: Optional[str] = None,
-               gin_bindings: Sequence[str] = (), verbose: bool = False):
+               gin_bindings: Sequence[str] = (), verbose: bool = False,
+               column_types: Optional[dict] = None,
+               max_categories: int = schema_lib.MAX_CATEGORIES,
+               handle_unknown: str = 'error'):
     self.gin_file = gin_file
     self.latent_dim = latent_dim
     self.hidden_units = hidden_units
@@ -133,6 +159,9 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     self.model_dir = model_dir
     self.gin_bindings = gin_bindings
     self.verbose = verbose
+    self.column_types = column_types
+    self.max_categories = max_categories
+    self.handle_unknown = handle_unknown
 
   def __sklearn_tags__(self):
     tags = super().__sklearn_tags__()
@@ -172,20 +201,29 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     return bindings + list(self.gin_bindings), train_rows
 
   def fit(self, X, y=None):  # pylint: disable=invalid-name
-    """Trains on the complete rows ``X`` [N, D]; ``y`` is ignored."""
+    """Trains on ``X`` [N, D] (array or DataFrame; missing cells allowed);
+    ``y`` is ignored."""
     del y
     # pylint: disable=g-import-not-at-top
     import gin
     from pm_zoo import configs
     from pm_zoo import experiment
-    table = inputs.as_table(X, 'PosteriorMatchingImputer.fit: X')
-    bad = ~np.isfinite(table)
-    if bad.any():
-      raise UserError(
-          'PosteriorMatchingImputer.fit: the training data must be fully '
-          f'observed (for now), but {int(bad.any(axis=1).sum())} of '
-          f'{len(table)} rows have NaN or inf; drop those rows (e.g. '
-          'X[~np.isnan(X).any(axis=1)]) or fill them before fitting')
+    what = 'PosteriorMatchingImputer.fit: X'
+    if self.handle_unknown not in schema_lib.UNKNOWN_POLICIES:
+      raise UserError(f'handle_unknown={self.handle_unknown!r}: use one of '
+                      f'{", ".join(schema_lib.UNKNOWN_POLICIES)}')
+    schema, table = _fit_schema(X, self.column_types, self.max_categories,
+                                what)
+    empty_columns = np.isnan(table).all(axis=0)
+    if empty_columns.any():
+      j = int(np.argmax(empty_columns))
+      raise UserError(f'{what}: column {schema.names[j]!r} is entirely '
+                      'empty: drop it or give it values')
+    empty_rows = np.isnan(table).all(axis=1)
+    if empty_rows.any():
+      logging.info('PosteriorMatchingImputer.fit: dropped %d of %d rows with '
+                   'no observed cell', int(empty_rows.sum()), len(table))
+      table = table[~empty_rows]
     if not 0.0 <= self.validation_fraction < 1.0:
       raise UserError(f'validation_fraction={self.validation_fraction}: give '
                       'a fraction in [0, 1)')
@@ -199,6 +237,7 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     model_dir = self._new_run_dir()
     data_path = os.path.join(model_dir, FIT_DATA)
     np.save(data_path, table.astype(np.float32))
+    schema.save(os.path.join(model_dir, schema_lib.SCHEMA_FILE))
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.INFO if self.verbose else logging.WARNING)
     try:
@@ -207,6 +246,7 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
                                        else data_path))
     finally:
       logging.set_verbosity(verbosity)
+    self._fitted_on_frame = schema_lib._is_frame(X)  # pylint: disable=protected-access
     run_dir.write_json(os.path.join(model_dir, ESTIMATOR_FILE),
                        self._saved_params())
     self._restore(model_dir)
@@ -227,6 +267,10 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     params = self.get_params()
     params['model_dir'] = None
     params['gin_bindings'] = list(params['gin_bindings'])
+    if params.get('column_types'):
+      params['column_types'] = {str(k): v
+                                for k, v in params['column_types'].items()}
+    params[_FITTED_ON_FRAME] = bool(getattr(self, '_fitted_on_frame', False))
     return params
 
   def _restore(self, model_dir: str) -> None:
@@ -246,13 +290,47 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     self.model_dir_ = model_dir
     self.step_ = step
     self.n_features_in_ = serving.feature_shape[0]
+    self.schema_ = serving.schema or schema_lib.TableSchema.numeric(
+        self.n_features_in_)
+    if getattr(self, '_fitted_on_frame', False):
+      self.feature_names_in_ = np.asarray(self.schema_.names, dtype=object)
+
+  def get_feature_names_out(self, input_features=None):
+    """The column names (imputation keeps every column)."""
+    check_is_fitted(self, 'model_dir_')
+    if input_features is not None:
+      return np.asarray(input_features, dtype=object)
+    return np.asarray(self.schema_.names, dtype=object)
 
   # ------------------------------------------------------------ using
   def _checked(self, X):  # pylint: disable=invalid-name
+    """X encoded: float64 [N, D], NaN = missing, categories as codes."""
     check_is_fitted(self, 'model_dir_')
-    table = inputs.as_table(X)
-    inputs.check_width(table.shape[1], (self.n_features_in_,))
-    return table
+    if _is_plain_numeric(X) and self.schema_.numeric_only:
+      table = inputs.as_table(X)
+      inputs.check_width(table.shape[1], (self.n_features_in_,))
+      if self.schema_.indices(schema_lib.INTEGER):
+        return self.schema_.encode(table)
+      return table
+    if not schema_lib._is_frame(X):  # pylint: disable=protected-access
+      array = np.asarray(X, dtype=object)
+      if array.ndim == 2:
+        inputs.check_width(array.shape[1], (self.n_features_in_,))
+    # Column names are checked only against a DataFrame seen in fit.
+    return self.schema_.encode(
+        X, unknown=self.handle_unknown,
+        check_names=bool(getattr(self, '_fitted_on_frame', False)))
+
+  def _output(self, X, encoded):  # pylint: disable=invalid-name
+    """Encoded float64 [..., N, D] -> X's kind (see the module doc)."""
+    if schema_lib._is_frame(X):  # pylint: disable=protected-access
+      if encoded.ndim == 3:
+        return [self.schema_.decode(e, like=X) for e in encoded]
+      return self.schema_.decode(encoded, like=X)
+    if self.schema_.numeric_only and not self.schema_.indices(
+        schema_lib.INTEGER):
+      return encoded
+    return self.schema_.decode(encoded)
 
   def _seed(self) -> int:
     if self.random_state is None:
@@ -273,22 +351,26 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     return np.concatenate(means), np.concatenate(samples)
 
   def transform(self, X):  # pylint: disable=invalid-name
-    """X with each NaN replaced by the mean of ``num_samples`` imputations.
+    """X with each missing cell imputed: the mean of ``num_samples``
+    imputations (a categorical cell: their mode).
 
-    Observed values are returned exactly as given; float64 ``[N, D]``.
+    Observed values are returned exactly as given; a numeric array gives
+    float64 ``[N, D]``, a DataFrame a DataFrame like it.
     """
     table = self._checked(X)
     mask = inputs.missing_mask(table)
     mean, _ = self._draw(table, mask, self.num_samples)
-    return np.where(mask > 0, table, mean.astype(np.float64))
+    return self._output(X, np.where(mask > 0, table,
+                                    mean.astype(np.float64)))
 
   def sample(self, X, n: int):  # pylint: disable=invalid-name
-    """``n`` imputations of X (not averaged): float64 ``[n, N, D]``."""
+    """``n`` imputations of X (not averaged): for a numeric array float64
+    ``[n, N, D]``; for a DataFrame a list of ``n`` DataFrames like X."""
     table = self._checked(X)
     mask = inputs.missing_mask(table)
     _, samples = self._draw(table, mask, n)
     samples = np.moveaxis(samples, 1, 0).astype(np.float64)
-    return np.where(mask > 0, table, samples)
+    return self._output(X, np.where(mask > 0, table, samples))
 
   # pylint: disable-next=invalid-name
   def conditional_log_prob(self, X, mask, num_samples: int = 512):
@@ -348,9 +430,37 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     params = run_dir.read_json(os.path.join(path, ESTIMATOR_FILE)) or {}
     if 'gin_bindings' in params:
       params['gin_bindings'] = tuple(params['gin_bindings'])
+    on_frame = bool(params.pop(_FITTED_ON_FRAME, False))
     imputer = cls(**params)
+    imputer._fitted_on_frame = on_frame  # pylint: disable=protected-access
     imputer._restore(os.path.abspath(path))  # pylint: disable=protected-access
     return imputer
+
+
+def _is_plain_numeric(X) -> bool:  # pylint: disable=invalid-name
+  """A numeric (or list-of-numbers) table that is not a DataFrame."""
+  if schema_lib._is_frame(X):  # pylint: disable=protected-access
+    return False
+  try:
+    return np.asarray(X).dtype.kind in 'biuf'
+  except (TypeError, ValueError):
+    return False
+
+
+def _fit_schema(X, column_types, max_categories, what):  # pylint: disable=invalid-name
+  """(schema, encoded float64 table) of the training data.
+
+  A numeric array keeps the schema it always had (every column numeric,
+  nothing rounded) unless ``column_types`` says otherwise.
+  """
+  if _is_plain_numeric(X) and not column_types:
+    table = inputs.as_table(X, what)
+    inputs.missing_mask(table, what)  # refuses inf
+    return schema_lib.TableSchema.numeric(table.shape[1]), table
+  if _is_plain_numeric(X):
+    X = inputs.as_table(X, what)  # pylint: disable=invalid-name
+  schema = schema_lib.infer(X, column_types, max_categories, what)
+  return schema, schema.encode(X, what)
 
 
 def _move_data_paths(model_dir: str, old_dir: str, new_dir: str) -> None:

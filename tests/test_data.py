@@ -251,19 +251,52 @@ def test_missing_files(tmp_path):
     load_dataset('table', str(tmp_path / 'x.xlsx'))
 
 
-def test_nan_rows_are_counted(tmp_path):
+def test_incomplete_table_keeps_nan_drops_empty_rows_and_logs(tmp_path,
+                                                              caplog):
   path = tmp_path / 'holes.csv'
-  path.write_text('a,b\n1,2\n,4\n5,NA\n7,8\n9,10\n11,12\n')
-  with pytest.raises(UserError, match=r'2 of \d+ rows with NaN/inf.*fully '
-                     r'observed'):
-    load_dataset('table', str(path), test_path=str(path))
+  path.write_text('a,b\n1,2\n,4\n5,NA\n,\n7,8\n9,10\n11,12\n')
+  with caplog.at_level('INFO', logger='absl'):
+    splits = load_dataset('table', str(path), test_path=str(path))
+  assert splits.train.shape == (6, 2) and splits.incomplete
+  assert np.isnan(splits.train).sum() == 2
+  assert 'dropped 1 of 7 rows with no observed cell' in caplog.text
+  std = Standardizer.from_data(splits.train)
+  np.testing.assert_allclose(std.mean, [np.mean([1, 5, 7, 9, 11]),
+                                        np.mean([2, 4, 8, 10, 12])])
+  (tmp_path / 'inf.csv').write_text('a,b\n1,inf\n2,3\n')
+  with pytest.raises(UserError, match='1 of 2 rows with inf'):
+    load_dataset('table', str(tmp_path / 'inf.csv'),
+                 test_path=str(tmp_path / 'inf.csv'))
 
 
-def test_non_numeric_cell_names_line_and_column(tmp_path):
+def test_entirely_empty_column_is_one_line_error(tmp_path):
+  path = tmp_path / 'empty.csv'
+  path.write_text('a,b\n1,\n2,NA\n3,\n')
+  with pytest.raises(UserError, match="column 'b' is entirely empty"):
+    load_dataset('table', str(path))
+  np.save(tmp_path / 'empty.npy', np.array([[1, np.nan], [2, np.nan]] * 4))
+  with pytest.raises(UserError, match='column 1 is entirely empty'):
+    load_dataset('table', str(tmp_path / 'empty.npy'))
+
+
+def test_text_columns_are_categorical_and_type_changes_are_refused(tmp_path):
+  path = tmp_path / 'mixed.csv'
+  path.write_text('x;colour\n1.5;red\n2;blue\n;red\n4;\n5;blue\n')
+  splits = load_dataset('table', str(path), test_path=str(path))
+  assert splits.schema.kinds == ('numeric', 'categorical')
+  assert splits.schema.columns[1].categories == ('blue', 'red')
+  np.testing.assert_array_equal(splits.train[:, 1], [1, 0, 1, np.nan, 0])
   path = tmp_path / 'bad.csv'
   path.write_text('a;b\n1;2\n3;oops\n')
-  with pytest.raises(UserError, match=r"line 3, column 2 \('b'\): 'oops'"):
+  with pytest.raises(UserError, match=r"column 'b' changes type: line 2 holds "
+                     r"the number '2' but line 3 the text 'oops'"):
     load_dataset('table', str(path))
+  splits = load_dataset('table', str(path), test_path=str(path),
+                        column_types={'b': 'categorical'})
+  assert splits.schema.columns[1].categories == ('2', 'oops')
+  with pytest.raises(UserError, match="column_types names column 'c', which "
+                     'the table does not have'):
+    load_dataset('table', str(path), column_types={'c': 'categorical'})
   ragged = tmp_path / 'ragged.csv'
   ragged.write_text('1,2\n3,4\n5\n')
   with pytest.raises(UserError, match='line 3 has 1 fields, expected 2'):

@@ -142,11 +142,15 @@ def test_clone_get_set_params_and_pipeline_predict_with_nan(pipeline, data):
   assert predictions.shape == (40,) and np.isfinite(predictions).all()
 
 
-def test_fit_refuses_nan_and_says_how_many_rows(data, tmp_path):
+def test_fit_refuses_an_empty_column_or_inf_and_writes_nothing(data,
+                                                               tmp_path):
   x = data[0].copy()
-  x[[3, 8, 8], [0, 1, 2]] = np.nan
-  with pytest.raises(UserError, match=r'fully observed \(for now\).* 2 of '
-                     r'400 rows'):
+  x[:, 2] = np.nan
+  with pytest.raises(UserError, match="column 'c2' is entirely empty"):
+    PosteriorMatchingImputer(model_dir=str(tmp_path / 'run')).fit(x)
+  x = data[0].copy()
+  x[3, 1] = np.inf
+  with pytest.raises(UserError, match='1 infinite values'):
     PosteriorMatchingImputer(model_dir=str(tmp_path / 'run')).fit(x)
   assert not (tmp_path / 'run').exists()
 

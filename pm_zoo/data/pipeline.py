@@ -3,6 +3,14 @@
 Only TF ops (no tf.py_function), static batch shapes in training: the
 pipelines run under tf.distribute on CPU, GPU and TPU hosts.
 
+Incomplete tables: NaN in the features marks a missing cell. The batches
+then carry the observed-data mask ``observed`` (m, 1 where the cell was
+given), the missing cells of ``x`` are 0, and the training mask of the
+partial encoder is drawn within m: ``mask = b * m`` for the sampler's b, so
+that the partial encoder never conditions on a cell nobody observed (see
+``pm_zoo.matching``). Complete data give exactly the batches they always
+did, without ``observed``.
+
 Training order is a pure function of (seed, step): epoch e visits the rows in
 the order argsort(stateless_uniform([N], seed=[seed, e])), cut into
 N // batch_size batches (the remainder of each epoch is dropped), so a run
@@ -63,7 +71,8 @@ def train_batches(features: np.ndarray, batch_size: int, *, seed: int,
   Returns:
     Dataset of {'x': float32 [B, *feature_shape], 'mask': float32
     [B, *feature_shape], 'step': int64 []} for steps start_step, start_step+1,
-    ... forever.
+    ... forever; with NaN in ``features`` also 'observed' (m, float32 of x's
+    shape), x is 0 where m is and 'mask' is b * m.
 
   Under a multi-replica strategy, `experimental_distribute_dataset` cannot
   rebatch the scalar 'step' (it fails with an IndexError): map the elements to
@@ -84,7 +93,11 @@ def train_batches(features: np.ndarray, batch_size: int, *, seed: int,
   start_epoch, offset = divmod(int(start_step), steps_per_epoch)
   mask_seed = seed + 1 if mask_seed is None else mask_seed
   shape = [batch_size] + list(features.shape[1:])
-  data = tf.constant(features)
+  missing = np.isnan(features)
+  incomplete = bool(missing.any())
+  data = tf.constant(np.where(missing, np.float32(0), features))
+  observed_data = (tf.constant((~missing).astype(np.float32)) if incomplete
+                   else None)
 
   def epoch_batches(epoch):
     perm = epoch_permutation(n, seed, epoch)[:steps_per_epoch * batch_size]
@@ -104,7 +117,11 @@ def train_batches(features: np.ndarray, batch_size: int, *, seed: int,
       key = tf.stack([tf.constant(mask_seed, tf.int64), step])
       mask = tf.ensure_shape(tf.cast(mask_sampler(shape, key), tf.float32),
                              shape)
-    return {'x': x, 'mask': mask, 'step': step}
+    if not incomplete:
+      return {'x': x, 'mask': mask, 'step': step}
+    observed = tf.gather(observed_data, idx)
+    return {'x': x, 'mask': mask * observed, 'observed': observed,
+            'step': step}
 
   return (tf.data.Dataset.zip((steps, indices))
           .map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,

@@ -7,10 +7,11 @@ import csv
 import gzip
 import io
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 
 TABLE_SUFFIXES = ('.npy', '.csv', '.csv.gz', '.tsv', '.tsv.gz', '.txt',
@@ -218,6 +219,20 @@ def _drop(array: np.ndarray, names: Optional[List[str]],
 
 def read_table(path: str, drop_columns: Sequence[Union[str, int]] = ()
                ) -> Tuple[np.ndarray, Optional[Tuple[str, ...]]]:
+  """A numeric table (see ``read_table_with_schema``): (float32, names)."""
+  array, names, schema = read_table_with_schema(path, drop_columns)
+  if not schema.numeric_only:
+    column = schema.columns[schema.indices(schema_lib.CATEGORICAL)[0]]
+    raise UserError(f'{path}: column {column.name!r} holds text: this reader '
+                    'takes numbers only; drop that column (drop_columns)')
+  return array, names
+
+
+def read_table_with_schema(
+    path: str, drop_columns: Sequence[Union[str, int]] = (),
+    column_types: Optional[Dict[str, str]] = None,
+    max_categories: int = schema_lib.MAX_CATEGORIES
+) -> Tuple[np.ndarray, Optional[Tuple[str, ...]], 'schema_lib.TableSchema']:
   """Reads a numeric table from .npy or delimited text (.csv, .csv.gz, ...).
 
   Text: the delimiter (',', ';', tab, else whitespace) is detected from the
@@ -228,8 +243,12 @@ def read_table(path: str, drop_columns: Sequence[Union[str, int]] = ()
     path: the file.
     drop_columns: columns to remove, by header name or 0-based index.
 
+  Text columns are categorical (``pm_zoo.data.schema``): their cells become
+  integer codes. ``column_types`` overrides inferred kinds by name.
+
   Returns:
-    (float32 [N, D], header names or None).
+    (float32 [N, D] with NaN where missing and category codes in categorical
+    columns, header names or None, the column schema).
   """
   require_file(path, 'table (' + '/'.join(TABLE_SUFFIXES) + ')')
   lower = path.lower()
@@ -244,10 +263,38 @@ def read_table(path: str, drop_columns: Sequence[Union[str, int]] = ()
       raise UserError(f'{path} has shape {array.shape}: a table must be '
                       f'[rows, columns]')
     names = None
+    array, names = _drop(array, names, drop_columns, path)
+    schema = schema_lib.TableSchema.numeric(array.shape[1], names)
+    if column_types:
+      schema_lib._check_overrides(column_types, schema.names)  # pylint: disable=protected-access
+      raise UserError(f'{path} is a .npy of numbers: column_types applies to '
+                      'text tables; drop it, or save the table as .csv')
   else:
     rows, line_numbers, names = _read_csv_rows(path)
     width = len(names) if names else len(rows[0])
-    array = _cells_to_float(path, rows, line_numbers, width, names)
-  array, names = _drop(array, names, drop_columns, path)
+    for row, line in zip(rows, line_numbers):
+      if len(row) != width:
+        raise UserError(f'{path} line {line} has {len(row)} fields, expected '
+                        f'{width}: give every row the same number of columns')
+    if not rows:
+      raise UserError(f'{path} has a header but no data rows: give at least '
+                      f'one row of numbers')
+    keep, names = _kept_columns(width, names, drop_columns, path)
+    rows = [[row[j] for j in keep] for row in rows]
+    header = names or [f'c{j}' for j in keep]
+    schema = schema_lib.infer_from_cells(header, rows, line_numbers, path,
+                                         column_types, max_categories)
+    if schema.numeric_only:
+      array = _cells_to_float(path, rows, line_numbers, len(keep), names)
+    else:
+      array = schema.encode(np.asarray(rows, dtype=object), what=path)
   return (array.astype(np.float32),
-          None if names is None else tuple(names))
+          None if names is None else tuple(names), schema)
+
+
+def _kept_columns(width: int, names: Optional[List[str]],
+                  drop_columns: Sequence[Union[str, int]], path: str):
+  """(indices kept, their names or None) after ``drop_columns``."""
+  index = np.arange(width, dtype=np.float64)[None]
+  kept, kept_names = _drop(index, names, drop_columns, path)
+  return [int(j) for j in kept[0]], kept_names

@@ -8,6 +8,7 @@ import dataclasses
 import os
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
+from absl import logging
 import numpy as np
 
 from pm_zoo.data import readers
@@ -30,6 +31,8 @@ class _Request:
   split_seed: int
   max_examples: Optional[int]
   drop_columns: Tuple[Union[str, int], ...]
+  column_types: Optional[Dict[str, str]] = None
+  max_categories: int = 50
 
 
 # ---------------------------------------------------------------- helpers ----
@@ -253,16 +256,33 @@ def _stem(path: str) -> str:
   return name
 
 
-def _table_splits(name, req, train, names, test=None, validation=None):
+def drop_empty_rows(table: np.ndarray, what: str) -> np.ndarray:
+  """``table`` without its rows that have no observed cell (logged)."""
+  empty = np.isnan(table).all(axis=1)
+  if empty.any():
+    logging.info('%s: dropped %d of %d rows with no observed cell', what,
+                 int(empty.sum()), len(table))
+    table = table[~empty]
+  if not len(table):
+    raise UserError(f'{what} has no row with an observed cell: give data')
+  return table
+
+
+def _table_splits(name, req, train, names, test=None, validation=None,
+                  schema=None):
   if req.image_size is not None:
     raise UserError(f'image_size was given for table data {name!r}: drop it '
                     f'(it only applies to image sources)')
+  train = drop_empty_rows(train, f'{name} (train)')
+  if test is not None:
+    test = drop_empty_rows(test, f'{name} (test)')
   if test is None:
     train, test, _, _ = shuffle_split(train, None, req.test_fraction,
                                       req.split_seed)
   train, _ = _cap(train, None, req.max_examples)
   return DataSplits(name=name, kind='table', train=train, test=test,
-                    validation=validation, feature_names=names)
+                    validation=validation, feature_names=names,
+                    schema=schema)
 
 
 def table(req: _Request) -> DataSplits:
@@ -271,11 +291,38 @@ def table(req: _Request) -> DataSplits:
   feature_names). With test_path, path is the train file and test_path the
   test file; else a seeded split by test_fraction. drop_columns removes
   columns by header name or 0-based index."""
-  train, names = readers.read_table(req.path, req.drop_columns)
+  train, names, schema = readers.read_table_with_schema(
+      req.path, req.drop_columns, req.column_types, req.max_categories)
   test = None
   if req.test_path:
-    test, _ = readers.read_table(req.test_path, req.drop_columns)
-  return _table_splits(_stem(req.path), req, train, names, test)
+    test_table, test_names, test_schema = readers.read_table_with_schema(
+        req.test_path, req.drop_columns, req.column_types,
+        req.max_categories)
+    if test_names != names or test_schema.kinds != schema.kinds:
+      raise UserError(f'{req.test_path} has other columns than {req.path} '
+                      f'({test_schema} vs {schema}): give the same columns')
+    test = _recode(test_table, test_schema, schema, req.test_path)
+  return _table_splits(_stem(req.path), req, train, names, test,
+                       schema=schema)
+
+
+def _recode(table: np.ndarray, schema, target, path: str) -> np.ndarray:
+  """Codes of ``schema``'s categories -> codes of ``target``'s."""
+  table = table.copy()
+  for j, (mine, theirs) in enumerate(zip(schema.columns, target.columns)):
+    if mine.kind != 'categorical':
+      continue
+    lookup = {c: k for k, c in enumerate(theirs.categories)}
+    mapping = np.array([lookup.get(c, -1) for c in mine.categories])
+    observed = ~np.isnan(table[:, j])
+    new = mapping[table[observed, j].astype(int)]
+    if (new < 0).any():
+      unseen = mine.categories[int(table[observed, j][new < 0][0])]
+      raise UserError(f'{path}: column {mine.name!r} holds {unseen!r}, a '
+                      'category the train file does not have: give it in '
+                      'the train file too')
+    table[observed, j] = new
+  return table
 
 
 def _uci_file(directory: str, split: str) -> Optional[str]:
@@ -336,7 +383,9 @@ def load_dataset(source: str, path: Optional[str] = None, *,
                  test_fraction: float = 0.2,
                  split_seed: int = 0,
                  max_examples: Optional[int] = None,
-                 drop_columns: Sequence[Union[str, int]] = ()) -> DataSplits:
+                 drop_columns: Sequence[Union[str, int]] = (),
+                 column_types: Optional[Dict[str, str]] = None,
+                 max_categories: int = 50) -> DataSplits:
   """Loads a dataset into memory as float32 train/test(/validation) arrays.
 
   Args:
@@ -352,6 +401,10 @@ def load_dataset(source: str, path: Optional[str] = None, *,
     split_seed: seeds the shuffle before that split.
     max_examples: keep at most this many training examples (quick runs).
     drop_columns: table columns to remove, by header name or 0-based index.
+    column_types: table columns' kinds that replace the inferred ones
+      (``{name: 'numeric' | 'integer' | 'categorical'}``, see
+      ``pm_zoo.data.schema``).
+    max_categories: a text column with more distinct values is refused.
 
   Returns:
     DataSplits (images [N, H, W, C] in [0, 1]; tables [N, D] raw units).
@@ -377,7 +430,12 @@ def load_dataset(source: str, path: Optional[str] = None, *,
       tfds_data_dir=tfds_data_dir, image_size=image_size,
       test_fraction=float(test_fraction), split_seed=int(split_seed),
       max_examples=None if max_examples is None else int(max_examples),
-      drop_columns=tuple(drop_columns or ()))
+      drop_columns=tuple(drop_columns or ()),
+      column_types=dict(column_types) if column_types else None,
+      max_categories=int(max_categories))
+  if source != 'table' and req.column_types:
+    raise UserError(f'column_types was given for source {source!r}: drop it '
+                    '(it only applies to the table source)')
   if source != 'table' and source != 'uci' and req.drop_columns:
     raise UserError(f'drop_columns was given for image source {source!r}: '
                     f'drop it (it only applies to table and uci)')

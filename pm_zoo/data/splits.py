@@ -1,6 +1,6 @@
 """The in-memory result of loading a dataset: train/test(/validation) arrays."""
 import dataclasses
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,12 @@ class DataSplits:
     train_labels: optional int64 [N] class labels, where the source has them.
     test_labels: optional int64 [M].
     feature_names: optional names of the D table columns (a CSV header).
+    schema: optional ``pm_zoo.data.schema.TableSchema`` of a table (None:
+      every column numeric). Categorical columns hold integer codes.
+
+  Tables may be incomplete: NaN marks a missing cell (the observed-data mask
+  m = ~isnan(x) travels with the rows, see ``pm_zoo.data.pipeline``); inf is
+  refused. Images must be complete.
   """
   name: str
   kind: str
@@ -32,6 +38,12 @@ class DataSplits:
   train_labels: Optional[np.ndarray] = None
   test_labels: Optional[np.ndarray] = None
   feature_names: Optional[Tuple[str, ...]] = None
+  schema: Optional[Any] = None
+
+  @property
+  def incomplete(self) -> bool:
+    """Whether any split has a missing (NaN) cell."""
+    return any(bool(np.isnan(a).any()) for _, a in self._arrays())
 
   @property
   def feature_shape(self) -> Tuple[int, ...]:
@@ -80,14 +92,31 @@ class DataSplits:
       yield 'validation', self.validation
 
   def _check_finite(self, split: str, array: np.ndarray):
+    if self.kind == 'table':
+      infinite = np.isinf(array)
+      if infinite.any():
+        raise UserError(
+            f'dataset {self.name!r} {split} split has '
+            f'{int(infinite.any(axis=1).sum())} of {array.shape[0]} rows with '
+            f'inf values: give '
+            'finite numbers (an empty cell or NaN marks a missing value)')
+      empty = np.isnan(array).all(axis=0)
+      if split == 'train' and empty.any():
+        j = int(np.argmax(empty))
+        name = (f' ({self.feature_names[j]!r})' if self.feature_names
+                else '')
+        raise UserError(
+            f'dataset {self.name!r}: column {j}{name} is entirely empty in '
+            'the train split: drop it (drop_columns) or give it values')
+      return
     finite = np.isfinite(array).reshape(array.shape[0], -1).all(axis=1)
     bad = int(array.shape[0] - np.count_nonzero(finite))
     if bad:
       raise UserError(
           f'dataset {self.name!r} {split} split has {bad} of '
-          f'{array.shape[0]} rows with NaN/inf values: training and test data '
-          f'must be fully observed for now (pm_zoo draws the missingness '
-          f'masks itself); drop or impute those rows first')
+          f'{array.shape[0]} rows with NaN/inf values: images must be fully '
+          f'observed (pm_zoo draws the missingness masks itself); drop or '
+          f'impute those images first')
 
   def _check_labels(self, split: str, labels, array: np.ndarray):
     if labels is None:

@@ -200,6 +200,8 @@ def elementwise_log_prob(dist: tfd.Distribution, x: tf.Tensor) -> tf.Tensor:
   what a likelihood restricted to the observed features sums over:
   ``log p(x_o | z) = sum_i b_i log p(x_i | z)``.
   """
+  if hasattr(dist, 'elementwise_log_prob'):  # tabular.MixedTableDistribution
+    return dist.elementwise_log_prob(x)
   if not isinstance(dist, tfd.Independent):
     raise TypeError('elementwise_log_prob needs a factorised (Independent) '
                     f'decoder distribution, got {type(dist).__name__}')

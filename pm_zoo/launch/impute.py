@@ -8,7 +8,11 @@ Empty cells and NA/NaN mark missing values. The output keeps the header, the
 column order and the observed cells; each missing cell gets the mean of
 --num_samples imputations (row-keyed: the same --seed gives the same
 imputations from pm-impute, the Python imputer and the SavedModel).
---samples_output writes all of them, float32 [rows, num_samples, columns].
+--samples_output writes all of them, float32 [rows, num_samples, columns]
+(categorical columns as their integer codes, see the run's schema.json).
+Text columns of a model trained on them are read and written as their
+category text; --handle_unknown=missing imputes a category the model never
+saw instead of refusing it.
 The file is streamed in batches with progress, and the outputs appear only
 when complete. An existing output is refused unless --overwrite.
 """
@@ -32,6 +36,9 @@ flags.DEFINE_integer('batch_size', 1024, 'Rows per model call.')
 flags.DEFINE_string('samples_output', None, 'Optional .npy for every '
                     'imputation, [rows, num_samples, columns].')
 flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
+flags.DEFINE_enum('handle_unknown', 'error', ['error', 'missing'],
+                  'A category the model never saw: an error naming it, or '
+                  'a missing cell to impute.')
 FLAGS = flags.FLAGS
 
 
@@ -54,7 +61,8 @@ def _impute():
       runner, FLAGS.input, FLAGS.output, num_samples=FLAGS.num_samples,
       seed=FLAGS.seed, batch_size=FLAGS.batch_size,
       samples_output=FLAGS.samples_output, overwrite=FLAGS.overwrite,
-      log=lambda line: print(line, file=sys.stderr))
+      log=lambda line: print(line, file=sys.stderr),
+      unknown=FLAGS.handle_unknown)
 
 
 def _path_flags():

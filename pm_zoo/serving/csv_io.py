@@ -50,11 +50,18 @@ class CsvTable:
   Args:
     path: the file (``.csv``, ``.tsv``, ``.txt``; not compressed).
     flag: the flag that named it, for error messages.
+    schema: the model's ``TableSchema``; with categorical columns their
+      cells are read as category text and encoded as codes (``values``).
+    unknown: 'error' or 'missing', for a category the model never saw.
   """
 
-  def __init__(self, path: str, flag: str = '--input'):
+  def __init__(self, path: str, flag: str = '--input', schema=None,
+               unknown: str = 'error'):
     readers.require_file(path, 'CSV file', flag)
     self.path = path
+    self.schema = (schema if schema is not None and not schema.numeric_only
+                   else None)
+    self.unknown = unknown
     sample = []
     with self._open() as f:
       for line in f:
@@ -114,8 +121,25 @@ class CsvTable:
       yield self._batch(numbers, cells)
 
   def _batch(self, numbers, cells) -> Batch:
-    values = _cells_to_float(self.path, cells, numbers, self.width,
-                             self.header)
+    if self.schema is None or self.schema.width != self.width:
+      values = _cells_to_float(self.path, cells, numbers, self.width,
+                               self.header)
+      return Batch(numbers, cells, values)
+    for row, line in zip(cells, numbers):
+      if len(row) != self.width:
+        raise UserError(f'{self.path} line {line} has {len(row)} fields, '
+                        f'expected {self.width}: give every row the same '
+                        'number of columns')
+    try:
+      values = self.schema.encode(np.asarray(cells, dtype=object),
+                                  what=self.path, unknown=self.unknown)
+    except UserError as e:  # Name the line, not the row of the batch.
+      message = str(e)
+      for i, line in enumerate(numbers):
+        if f' row {i} ' in message:
+          message = message.replace(f' row {i} ', f' line {line} ', 1)
+          break
+      raise UserError(message) from None
     return Batch(numbers, cells, values)
 
 
@@ -149,3 +173,22 @@ class PendingFile:
 def format_value(value: float) -> str:
   """The shortest text that reads back as the same float32."""
   return str(np.float32(value))
+
+
+def cell_formatters(schema, width: int):
+  """One function per column: imputed value (float) -> its cell text.
+
+  Numeric columns: ``format_value``; integer columns: the rounded integer;
+  categorical columns: the category's text.
+  """
+  formatters = [format_value] * width
+  if schema is None or schema.width != width:
+    return formatters
+  for j, column in enumerate(schema.columns):
+    if column.kind == 'integer':
+      formatters[j] = lambda v: str(int(round(float(v))))
+    elif column.kind == 'categorical':
+      categories = column.categories
+      formatters[j] = (lambda v, c=categories:
+                       str(c[int(min(max(round(float(v)), 0), len(c) - 1))]))
+  return formatters

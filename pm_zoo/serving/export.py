@@ -12,7 +12,14 @@ Each version holds the ``ServingModule``'s signatures (see
 ``pm_zoo.serving.module``), the model's variables and
 ``assets.extra/pm_zoo_export.json``: where it came from (run, step), the
 feature shape, the ``impute`` settings and every signature's inputs and
-outputs.
+outputs; a table model with a column schema also gets
+``assets.extra/pm_zoo_schema.json`` (``pm_zoo.data.schema.TableSchema``:
+each column's name, kind and, for a categorical column, its categories,
+code k = ``categories[k]``). The signatures take and return the numeric
+encoding (categorical cells as float codes): to serve string columns, map
+each string to its index in ``categories`` before the call and each
+returned code back to ``categories[code]`` after it (``TableSchema.encode``
+and ``decode`` do both; see docs/tables.md).
 
 Extra signatures (extension point). Code that adds a signature to the export
 when a run holds more than the Posterior Matching VAE (e.g. a lookahead
@@ -202,9 +209,14 @@ def export(model_dir: str, export_base: Optional[str] = None,
       'signatures': _describe(signatures),
   }
 
+  if serving.schema is not None:
+    metadata['schema'] = loading.SCHEMA_ASSET
+
   def write(path):
     tf.saved_model.save(serving, path, signatures=signatures)
     run_dir.write_json(os.path.join(path, METADATA_DIR, METADATA_FILE),
                        metadata)
+    if serving.schema is not None:
+      serving.schema.save(os.path.join(path, loading.SCHEMA_ASSET))
 
   return write_versioned(export_base, write)

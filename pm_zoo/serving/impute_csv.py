@@ -4,7 +4,12 @@
 
 The output has the input's header, column order, rows and delimiter; the
 observed cells are copied as written and each missing cell (empty, NA, NaN,
-...) gets the mean of ``num_samples`` imputations. ``samples_output`` (a
+...) gets the mean of ``num_samples`` imputations. A model with text
+(categorical) columns reads their cells as category text and writes an
+imputed cell as the category (the mode of the imputations); an integer
+column's imputations are written as integers. A category the model never
+saw is an error naming the line and column, or, with
+``unknown='missing'`` (``--handle_unknown=missing``), a cell to impute. ``samples_output`` (a
 ``.npy``) receives every imputation, float32 ``[rows, num_samples,
 columns]`` in the data's units, observed values included. The file is read
 and imputed in batches (memory does not grow with its length) and progress
@@ -65,7 +70,8 @@ def _progress_logger(total: int, log: Callable[[str], None]):
 def impute_csv(runner, input_path: str, output_path: str,
                num_samples: int = 10, seed: int = 0, batch_size: int = 1024,
                samples_output: Optional[str] = None, overwrite: bool = False,
-               log: Callable[[str], None] = print) -> Dict:
+               log: Callable[[str], None] = print,
+               unknown: str = 'error') -> Dict:
   """Imputes ``input_path`` into ``output_path`` (see the module docstring).
 
   Args:
@@ -87,8 +93,10 @@ def impute_csv(runner, input_path: str, output_path: str,
     if int(value) < 1:
       raise UserError(f'--{name}={value}: pass a positive number')
   check_outputs(input_path, output_path, samples_output, overwrite)
-  table = csv_io.CsvTable(input_path)
+  schema = getattr(runner, 'schema', None)
+  table = csv_io.CsvTable(input_path, schema=schema, unknown=unknown)
   inputs.check_width(table.width, runner.feature_shape, what=input_path)
+  formatters = csv_io.cell_formatters(schema, table.width)
   start = time.perf_counter()
   report = _progress_logger(table.num_rows, log)
   done = missing_values = rows_with_missing = 0
@@ -112,7 +120,7 @@ def impute_csv(runner, input_path: str, output_path: str,
             row_names=[f'line {n}' for n in batch.line_numbers])
         mean, drawn = runner.sample(batch.values.astype(np.float32), mask,
                                     int(num_samples), int(seed))
-        _write_rows(writer, batch.cells, mask, mean)
+        _write_rows(writer, batch.cells, mask, mean, formatters)
         if samples is not None:
           samples[done:done + len(mask)] = drawn
         done += len(mask)
@@ -138,9 +146,9 @@ def impute_csv(runner, input_path: str, output_path: str,
           'rows_with_missing': rows_with_missing, 'seconds': seconds}
 
 
-def _write_rows(writer, cells, mask, mean) -> None:
-  """Observed cells as written, missing ones as the imputed mean."""
+def _write_rows(writer, cells, mask, mean, formatters) -> None:
+  """Observed cells as written, missing ones as the imputed value."""
   for row_cells, row_mask, row_mean in zip(cells, mask, mean):
-    writer.writerow([cell if observed else csv_io.format_value(value)
-                     for cell, observed, value in
-                     zip(row_cells, row_mask, row_mean)])
+    writer.writerow([cell if observed else fmt(value)
+                     for cell, observed, value, fmt in
+                     zip(row_cells, row_mask, row_mean, formatters)])

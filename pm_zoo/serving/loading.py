@@ -17,10 +17,13 @@ import tensorflow as tf
 from pm_zoo import experiment
 from pm_zoo import run_dir
 from pm_zoo.data import Standardizer
+from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 from pm_zoo.serving import module as module_lib
 
 SAVED_MODEL_FILE = 'saved_model.pb'
+# The column schema of a table model, beside pm_zoo_export.json.
+SCHEMA_ASSET = os.path.join('assets.extra', 'pm_zoo_schema.json')
 
 
 def from_model_dir(model_dir: str,
@@ -39,7 +42,9 @@ def from_model_dir(model_dir: str,
   if not os.path.exists(path):
     raise UserError(f'{model_dir} has no {run_dir.STANDARDIZER}: it is not a '
                     'complete pm-train run; train it with pm-train')
-  return module_lib.ServingModule(model, Standardizer.load(path), config), step
+  schema = schema_lib.read_run_schema(model_dir)
+  return module_lib.ServingModule(model, Standardizer.load(path), config,
+                                  schema=schema), step
 
 
 def versions(export_base: str) -> Dict[int, str]:
@@ -123,6 +128,7 @@ class InProcess(_Runner):
   def __init__(self, serving_module: module_lib.ServingModule):
     self.module = serving_module
     self.feature_shape = serving_module.feature_shape
+    self.schema = serving_module.schema
 
   def _sample(self, x, mask, num_samples, seed):
     return self.module.sample(x, mask, num_samples, seed)
@@ -150,6 +156,9 @@ class SavedModelRunner(_Runner):
     self.signatures = self.loaded.signatures
     spec = self.signatures[module_lib.SAMPLE].structured_input_signature[1]
     self.feature_shape = tuple(int(s) for s in spec['x'].shape[1:])
+    schema_path = os.path.join(self.path, SCHEMA_ASSET)
+    self.schema = (schema_lib.TableSchema.load(schema_path)
+                   if os.path.exists(schema_path) else None)
 
   def _sample(self, x, mask, num_samples, seed):
     return self.signatures[module_lib.SAMPLE](

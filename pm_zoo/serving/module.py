@@ -21,6 +21,15 @@ run's train split is inside the graph) and a mask b of x's shape (float32,
   closed form (Gaussian, Gaussian mixture), ``covariance [B, d, d]``. Rows
   with nothing observed get the prior N(0, I).
 
+Tables with a column schema (``pm_zoo.data.schema``; categorical cells are
+given and returned as integer codes, float32, the category list is in the
+SavedModel's ``assets.extra/pm_zoo_schema.json``): a categorical sample is
+the decoder's most probable code for that z, and the point imputation ``x``
+is the MODE of the S samples (ties: the lowest code); an integer column's
+samples and point imputation are rounded; a column that was constant in
+training is imputed as that constant. An observed categorical cell that is
+not a valid code fails with an assertion naming the column.
+
 Imputations are row-keyed (``tasks.imputation.row_seeds``): a row's draws
 depend on (row, mask, seed, S) only, not on the batch it came in, so the
 SavedModel, the in-process module, ``pm-impute`` and
@@ -120,10 +129,12 @@ class ServingModule(tf.Module):
   """
 
   def __init__(self, model, standardizer,
-               config: ServingConfig = ServingConfig()):
+               config: ServingConfig = ServingConfig(), schema=None):
     super().__init__(name='pm_zoo_serving')
     self.config = config
     self.standardizer = standardizer
+    self._schema = _Untracked(schema)
+    self._plan = _Untracked(_column_plan(schema, standardizer))
     self.feature_shape = tuple(int(s) for s in model.feature_shape)
     self.latent_dim = int(model.latent_dim)
     self.latent_shape = tuple(model.latent_shape)
@@ -158,6 +169,11 @@ class ServingModule(tf.Module):
                  if SIGNATURE_NEEDS.get(name) is None
                  or SIGNATURE_NEEDS[name] in self.capabilities)
 
+  @property
+  def schema(self):
+    """The run's ``TableSchema`` (None: a run without one, all numeric)."""
+    return self._schema.value
+
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """``{name: concrete function}`` of the core signatures it serves."""
     impute = self.impute.get_concrete_function()
@@ -178,12 +194,48 @@ class ServingModule(tf.Module):
   def _prepare(self, x, mask):
     """(effective mask, x in model units, row seeds' base) after checks."""
     mask = _checked_mask(x, mask)
-    finite = _assert(
+    checks = [_assert(
         tf.reduce_all(tf.math.is_finite(x) | (mask <= 0)),
         'pm_zoo: x holds inf at an observed entry: give finite values, or '
-        'NaN / mask 0 for the entries to impute')
-    with tf.control_dependencies([finite]):
+        'NaN / mask 0 for the entries to impute')]
+    checks += self._code_checks(x, mask)
+    with tf.control_dependencies(checks):
       return mask, self.standardize(x, mask)
+
+  def _code_checks(self, x, mask):
+    """Observed categorical cells must be codes 0..K-1."""
+    checks = []
+    for j, name, k in self._plan.value['categorical']:
+      value = x[:, j]
+      ok = (mask[:, j] <= 0) | ((value >= 0) & (value <= k - 1) &
+                                (tf.round(value) == value))
+      checks.append(_assert(tf.reduce_all(ok), (
+          f'pm_zoo: column {name} is categorical: give the integer code '
+          f'0..{k - 1} of its category (assets.extra/pm_zoo_schema.json '
+          'lists them), or NaN to impute it')))
+    return checks
+
+  def _finish(self, x, mask, decoded):
+    """Raw samples [B, S, *fs] and the point imputation [B, *fs]."""
+    raw = decoded * self._std + self._mean
+    plan = self._plan.value
+    if plan['integer'] or plan['constant'] or plan['categorical']:
+      columns = tf.unstack(raw, axis=-1)
+      for j in plan['integer']:
+        columns[j] = tf.round(columns[j])
+      for j in plan['constant']:
+        columns[j] = tf.fill(tf.shape(columns[j]), self._mean[j])
+      raw = tf.stack(columns, axis=-1)
+    samples = tf.where(mask[:, tf.newaxis] > 0, x[:, tf.newaxis], raw)
+    point = tf.reduce_mean(samples, axis=1)
+    if plan['integer'] or plan['categorical']:
+      columns = tf.unstack(point, axis=-1)
+      for j in plan['integer']:
+        columns[j] = tf.round(columns[j])
+      for j, _, k in plan['categorical']:
+        columns[j] = mode_over_samples(samples[..., j], k)
+      point = tf.stack(columns, axis=-1)
+    return samples, tf.where(mask > 0, x, point)
 
   def _latents(self, x, mask, num_samples, seed):
     """(z [B, S, d], effective mask, x in model units), row-keyed draws."""
@@ -198,10 +250,8 @@ class ServingModule(tf.Module):
   def _sample(self, x, mask, num_samples, seed):
     z, mask, _ = self._latents(x, mask, num_samples, seed)
     decoded = self.model.vae.decode(z, training=False).mean()  # [B, S, *fs]
-    raw = decoded * self._std + self._mean
-    samples = tf.where(mask[:, tf.newaxis] > 0, x[:, tf.newaxis], raw)
-    mean = tf.where(mask > 0, x, tf.reduce_mean(samples, axis=1))
-    return {'samples': samples, 'x': mean}
+    samples, point = self._finish(x, mask, decoded)
+    return {'samples': samples, 'x': point}
 
   def _impute(self, x, mask):
     return self._sample(x, mask, tf.constant(self.config.num_samples, tf.int32),
@@ -247,6 +297,31 @@ class ServingModule(tf.Module):
         rows = tf.reshape(empty, [-1] + [1] * (len(of_posterior.shape) - 1))
         out[name] = tf.where(rows, of_prior, of_posterior)
     return out
+
+
+def mode_over_samples(codes: tf.Tensor, k: int) -> tf.Tensor:
+  """The most frequent code over axis 1 of ``codes [B, S]`` (float codes
+  0..k-1); ties go to the lowest code. float32 ``[B]``."""
+  one_hot = tf.one_hot(tf.cast(tf.round(codes), tf.int32), k,
+                       dtype=tf.float32)
+  counts = tf.reduce_sum(one_hot, axis=1)  # [B, k]
+  return tf.cast(tf.argmax(counts, axis=-1), codes.dtype)
+
+
+def _column_plan(schema, standardizer) -> Dict:
+  """Column indices that need more than the decoder mean (see module doc)."""
+  plan = {'integer': [], 'categorical': [], 'constant': []}
+  constant = getattr(standardizer, 'constant', None)
+  if constant is not None and np.ndim(constant) == 1:
+    plan['constant'] = [int(j) for j in np.flatnonzero(constant)]
+  if schema is None:
+    return plan
+  for j, column in enumerate(schema.columns):
+    if column.kind == 'integer':
+      plan['integer'].append(j)
+    elif column.kind == 'categorical':
+      plan['categorical'].append((j, column.name, column.cardinality))
+  return plan
 
 
 def _closed_form(moment, posterior, prior):

@@ -65,7 +65,8 @@ class EvalConfig:
 def evaluate_imputation(model, test: np.ndarray, kind: str,
                         config: EvalConfig,
                         figure_path: Optional[str] = None,
-                        feature_scale: Optional[np.ndarray] = None
+                        feature_scale: Optional[np.ndarray] = None,
+                        cardinalities=None
                         ) -> Dict[str, Dict[str, float]]:
   """Metrics of ``model`` on ``test`` (already in the model's input space).
 
@@ -76,6 +77,14 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   data's own units: with the model on standardised features z = (x - m) / s,
   log p(x_u | x_o) = log p(z_u | z_o) - sum_{i in u} log s_i, where
   ``feature_scale`` holds s (None: the model's units).
+
+  Mixed tables (``cardinalities``: K per column, 0 = numeric): ``nrmse``
+  covers the numeric columns and ``pfc`` (proportion of falsely classified
+  cells, ``metrics.pfc``) the categorical ones. Incomplete test rows (NaN):
+  a trial's mask is the drawn mask times the observed-data mask, and only
+  cells that were observed and then hidden are scored; the log-likelihood is
+  then log p(x_h | x_o) = log p(x_{o+h}) - log p(x_o) over the hidden
+  observed cells h.
   """
   if config.trials < 1 or config.num_imputations < 1:
     raise UserError('EvalConfig.trials and num_imputations must be >= 1')
@@ -83,8 +92,21 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
     test = test[:config.max_examples]
   if len(test) == 0:
     raise UserError('the test split is empty: nothing to evaluate')
-  imputer = Imputer(model, config.batch_size)
+  observed = np.isfinite(test).astype(np.float32)
+  incomplete = kind == 'table' and not observed.all()
+  if incomplete:
+    test = np.where(observed > 0, test, 0.0).astype(np.float32)
+  cards = tuple(int(k) for k in (cardinalities or ()))
+  numeric = [j for j in range(test.shape[-1]) if not cards or not cards[j]]
+  categorical = [j for j, k in enumerate(cards) if k]
+  if kind == 'image':
+    numeric = None
+  std = None
+  if incomplete and numeric:
+    std = np.array([np.std(test[observed[:, j] > 0, j]) for j in numeric])
+  imputer = Imputer(model, config.batch_size, cardinalities=cards or None)
   mask_dist = config.mask_for(kind)
+  pfcs = []
   values, log_likelihoods = [], []
   likelihood = None
   if (kind == 'table' and config.log_likelihood_samples > 0 and
@@ -101,19 +123,34 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   for trial in range(config.trials):
     mask = masks_lib.make_eval_masks(mask_dist, test.shape[1:], len(test),
                                      seed=config.seed + trial)
+    if incomplete:
+      mask = mask * observed
+    # Scored: hidden cells whose truth is known.
+    scored = 1.0 - (1.0 - mask) * observed if incomplete else mask
     mean = imputer.mean(test, mask, config.num_imputations,
                         seed=config.seed + 1000 * (trial + 1))
     if kind == 'image':
       values.append(metrics_lib.psnr(test, mean))
-    else:
-      values.append(metrics_lib.nrmse(test, mean, mask))
-    logging.info('evaluation trial %d/%d: %s %.4f on %d examples',
-                 trial + 1, config.trials,
-                 'psnr' if kind == 'image' else 'nrmse', values[-1],
-                 len(test))
+    elif numeric:
+      values.append(metrics_lib.nrmse(
+          test[:, numeric], mean[:, numeric], scored[:, numeric],
+          feature_std=std))
+    if categorical:
+      pfcs.append(metrics_lib.pfc(test[:, categorical],
+                                  mean[:, categorical],
+                                  scored[:, categorical]))
+    if values:
+      logging.info('evaluation trial %d/%d: %s %.4f on %d examples',
+                   trial + 1, config.trials,
+                   'psnr' if kind == 'image' else 'nrmse', values[-1],
+                   len(test))
     if likelihood is not None:
-      per_row = likelihood.conditional_log_prob(test, mask)
-      per_row = per_row - ((1.0 - mask) * log_scale).sum(axis=1)
+      if incomplete:
+        per_row = (likelihood.log_prob_observed(test, observed) -
+                   likelihood.log_prob_observed(test, mask))
+      else:
+        per_row = likelihood.conditional_log_prob(test, mask)
+      per_row = per_row - ((1.0 - scored) * log_scale).sum(axis=1)
       log_likelihoods.append(float(per_row.mean()))
       logging.info('evaluation trial %d/%d: log_likelihood %.4f (K=%d)',
                    trial + 1, config.trials, log_likelihoods[-1],
@@ -127,7 +164,9 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
           figure_path, test[:n], mask[:n], samples[:config.figure_samples],
           mean=samples.mean(axis=0))
   name = 'psnr' if kind == 'image' else 'nrmse'
-  result = {name: metrics_lib.summarize_trials(values)}
+  result = {name: metrics_lib.summarize_trials(values)} if values else {}
+  if pfcs:
+    result['pfc'] = metrics_lib.summarize_trials(pfcs)
   if log_likelihoods:
     result['log_likelihood'] = metrics_lib.summarize_trials(log_likelihoods)
   return result

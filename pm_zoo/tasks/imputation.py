@@ -5,7 +5,9 @@ to the decoder mean E[x | z_s], and keep the observed values:
 
   imputation_s = b * x + (1 - b) * E_{p_phi(x | z_s)}[x],   s = 1..S.
 
-The point imputation is the mean of the S imputations.
+The point imputation is the mean of the S imputations; for a categorical
+column of a mixed table (the decoder's "mean" there is the most probable
+code for that z) it is the mode of the S codes (ties: the lowest code).
 
 Two seeding schemes:
 
@@ -38,11 +40,17 @@ class Imputer:
   Args:
     model: a ``PosteriorMatchingVAE`` (built).
     batch_size: rows per compiled call (bounds memory: S x batch x features).
+    cardinalities: K per column (0 = numeric) of a mixed table; None: the
+      model's (``model.cardinalities``), else all numeric.
   """
 
-  def __init__(self, model, batch_size: int = 256):
+  def __init__(self, model, batch_size: int = 256, cardinalities=None):
     self.model = model
     self.batch_size = int(batch_size)
+    if cardinalities is None:
+      cardinalities = getattr(model, 'cardinalities', None)
+    self.cardinalities = (None if cardinalities is None
+                          else tuple(int(k) for k in cardinalities))
     self._sample = tf.function(self._sample_batch)
 
   def _sample_batch(self, x, mask, num_samples, seed):
@@ -62,8 +70,8 @@ class Imputer:
            seed: int = 0) -> np.ndarray:
     """The point imputation (mean of S imputations), ``[N, *feature_shape]``."""
     return np.concatenate(
-        [s.mean(axis=0) for s in self._batches(x, mask, num_samples, seed)],
-        axis=0)
+        [point_imputation(s, self.cardinalities)
+         for s in self._batches(x, mask, num_samples, seed)], axis=0)
 
   def _batches(self, x, mask, num_samples, seed):
     x = np.asarray(x, np.float32)
@@ -75,6 +83,20 @@ class Imputer:
                          tf.constant(mask[start:stop]),
                          tf.constant(num_samples, tf.int32),
                          batch_seed).numpy()
+
+
+def point_imputation(samples: np.ndarray, cardinalities=None) -> np.ndarray:
+  """``[S, N, D]`` imputations -> ``[N, D]``: the mean, and for a
+  categorical column (K > 0) the most frequent code (ties: the lowest)."""
+  mean = samples.mean(axis=0)
+  if cardinalities is None:
+    return mean
+  for j, k in enumerate(cardinalities):
+    if k:
+      codes = np.clip(np.round(samples[..., j]), 0, k - 1).astype(np.int64)
+      counts = (codes[..., None] == np.arange(k)).sum(axis=0)  # [N, K]
+      mean[..., j] = counts.argmax(axis=-1)
+  return mean
 
 
 def row_seeds(x: tf.Tensor, mask: tf.Tensor, seed) -> tf.Tensor:
