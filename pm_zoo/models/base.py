@@ -164,6 +164,33 @@ class BaseVAE(keras.Model):
     """p(z) over one target, event ``latent_shape``."""
     raise UserError(f'the {self.family} base VAE has no prior density')
 
+  # ------------------------------------------------ family training stages
+  #: Extra training objectives the family defines (e.g. VaDE's 'pretrain'
+  #: autoencoder stage), besides the trainer's 'joint' | 'vae' | 'partial'.
+  stages = ()
+
+  def stage_terms(self, stage: str, x: tf.Tensor, kl_weight: tf.Tensor,
+                  training: bool = True, noise: Optional[tf.Tensor] = None,
+                  seed=None, observed: Optional[tf.Tensor] = None
+                  ) -> VAETerms:
+    """Per-example terms of one of ``stages`` (arguments as training_terms)."""
+    raise UserError(f'the {self.family} base VAE has no training stage '
+                    f'{stage!r}; its stages are {list(self.stages)}')
+
+  def stage_variables(self, stage: str):
+    """The variables a family stage trains (default: all of the VAE's)."""
+    return self.trainable_variables
+
+  def begin_stage(self, stage: str, train_x) -> None:
+    """Runs once when a run of objective ``stage`` starts from step 0.
+
+    Called after the VAE was warm-started from ``TrainConfig.vae_checkpoint``
+    (where given) and before the first step, with the training rows
+    ``train_x`` (numpy, model units); the changes it makes are in the first
+    checkpoint. Default: nothing (VaDE fits its mixture prior here).
+    """
+    del stage, train_x
+
   def make_partial_encoder(self, factory: Callable) -> keras.Model:
     """Builds the partial encoder from its (gin) factory.
 
