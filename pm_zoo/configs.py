@@ -59,7 +59,7 @@ def register_configurables() -> None:
   from pm_zoo.distributions import heads
   from pm_zoo.models import gaussian_vae, vade
   from pm_zoo.networks import conv, mlp
-  from pm_zoo.tasks import evaluation
+  from pm_zoo.tasks import clustering, evaluation
   from pm_zoo.training import schedules, trainer
 
 

@@ -60,6 +60,9 @@ GENERATIVE_PRIOR = 'generative_prior'
 # The VAE has a reparameterised posterior sample, so L_PM can train the VAE
 # encoder jointly (stop_gradient=False).
 REPARAMETERIZED = 'reparameterized'
+# The prior is a mixture over clusters and cluster_probabilities(z) gives
+# p(c | z): partially observed clustering (pm_zoo.tasks.clustering).
+CLUSTERS = 'clusters'
 
 _DESCRIPTIONS = {
     GAUSSIAN_LATENT: 'a Gaussian posterior over a vector latent',
@@ -67,7 +70,14 @@ _DESCRIPTIONS = {
                          'importance-sampled likelihoods)',
     GENERATIVE_PRIOR: 'a generative prior p(z)',
     REPARAMETERIZED: 'a reparameterised posterior sample',
+    CLUSTERS: 'a cluster posterior p(c | z)',
 }
+# What to use instead, where it is not a Gaussian-latent model.
+_SUGGESTIONS = {
+    CLUSTERS: 'a model with a mixture prior (VaDE, e.g. vade_mnist.gin)',
+}
+_DEFAULT_SUGGESTION = 'a model with a Gaussian latent (GaussianVAE)'
+
 
 
 class VAETerms(NamedTuple):
@@ -129,8 +139,8 @@ class BaseVAE(keras.Model):
     if capability not in self.capabilities:
       raise UserError(
           f'{task} needs {_DESCRIPTIONS.get(capability, capability)}, which '
-          f'the {self.family} base VAE does not have: use a model with a '
-          'Gaussian latent (GaussianVAE) for it')
+          f'the {self.family} base VAE does not have: use '
+          f'{_SUGGESTIONS.get(capability, _DEFAULT_SUGGESTION)} for it')
 
   # ------------------------------------------------------------ the contract
   def training_terms(self, x: tf.Tensor, kl_weight: tf.Tensor,
@@ -163,6 +173,10 @@ class BaseVAE(keras.Model):
   def prior(self) -> tfd.Distribution:
     """p(z) over one target, event ``latent_shape``."""
     raise UserError(f'the {self.family} base VAE has no prior density')
+
+  def cluster_probabilities(self, z: tf.Tensor) -> tf.Tensor:
+    """p(c | z) ``[..., K]`` for ``z [..., *latent_shape]`` (CLUSTERS)."""
+    raise UserError(f'the {self.family} base VAE has no clusters')
 
   # ------------------------------------------------ family training stages
   #: Extra training objectives the family defines (e.g. VaDE's 'pretrain'

@@ -113,7 +113,8 @@ class VaDE(GaussianVAE):
   """
 
   capabilities = frozenset({base.GAUSSIAN_LATENT, base.MARGINAL_LIKELIHOOD,
-                            base.GENERATIVE_PRIOR, base.REPARAMETERIZED})
+                            base.GENERATIVE_PRIOR, base.REPARAMETERIZED,
+                            base.CLUSTERS})
   stages = (PRETRAIN,)
 
   def __init__(self, feature_shape: Sequence[int], num_clusters: int = 10,
