@@ -35,6 +35,7 @@ HEAD_SHRINK = {
 }
 SHRINK = [
     'TrainConfig.batch_size = 4', 'GaussianVAE.latent_dim = 2',
+    'VaDE.latent_dim = 2', 'VaDE.num_clusters = 2',
     'ConvEncoder.layers = ((4, 3, 2), (4, 2, 1))',
     'ConvDecoder.layers = ((4, 2, 1), (4, 3, 2), (4, 3, 2))',
     'ConvDecoder.output_kernel = 3',

@@ -544,4 +544,4 @@ def restore_vae(model, vae_checkpoint: Optional[str]) -> None:
   except (tf.errors.OpError, AssertionError, ValueError) as e:
     raise UserError(f'cannot restore a VAE from {vae_checkpoint}: '
                     f'{str(e).splitlines()[0]}') from e
-  logging.info('restored the frozen VAE from %s', path)
+  logging.info('restored the VAE from %s', path)
