@@ -236,7 +236,8 @@ def main(argv):
                      else table_benchmark())
   except UserError as e:
     common.exit_with_error(e)
-  return common.report(result, table, FLAGS.output)
+  common.report(result, table, FLAGS.output)
+  # Nothing returned: absl would print the whole result after the table.
 
 
 if __name__ == '__main__':
