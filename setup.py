@@ -75,6 +75,7 @@ setuptools.setup(
             'pm-export=pm_zoo.launch.export:run',
             'pm-impute=pm_zoo.launch.impute:run',
             'pm-acquire=pm_zoo.launch.acquire:run',
+            'pm-cluster=pm_zoo.launch.cluster:run',
         ],
     },
 )

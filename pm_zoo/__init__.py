@@ -16,4 +16,7 @@ def __getattr__(name):
   if name == 'PosteriorMatchingImputer':
     from pm_zoo.sklearn_api import PosteriorMatchingImputer  # pylint: disable=g-import-not-at-top
     return PosteriorMatchingImputer
+  if name == 'PosteriorMatchingClusterer':
+    from pm_zoo.sklearn_clustering import PosteriorMatchingClusterer  # pylint: disable=g-import-not-at-top
+    return PosteriorMatchingClusterer
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

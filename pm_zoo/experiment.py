@@ -203,8 +203,9 @@ def train(model_dir: str, strategy_name: str = 'default',
   if splits.kind == 'image' and chief and config.image_summary_every:
     image_fn = evaluation.inpainting_summary_fn(model, splits.test[:8])
   train_mask = config.train_mask
-  trainer = trainer_lib.Trainer(model, strategy, model_dir, config,
-                                image_summary_fn=image_fn)
+  trainer = trainer_lib.Trainer(
+      model, strategy, model_dir, config, image_summary_fn=image_fn,
+      on_fresh_start=lambda: model.begin_stage(config.objective, splits.train))
 
   def dataset_fn(start_step):
     return data_lib.train_batches(

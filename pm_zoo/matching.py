@@ -210,11 +210,25 @@ class PosteriorMatchingVAE(keras.Model):
     partial = self.partial_encoder(x, mask, training=training)
     return partial.log_prob(tf.stop_gradient(terms.target))
 
+  @property
+  def objectives(self) -> tuple:
+    """The trainer's objectives and the base VAE's own stages."""
+    return OBJECTIVES + tuple(self.vae.stages)
+
+  def _check_objective(self, objective: str) -> None:
+    if objective not in self.objectives:
+      raise UserError(f'unknown objective {objective!r}; use one of '
+                      f'{list(self.objectives)}')
+
+  def begin_stage(self, objective: str, train_x) -> None:
+    """Once, before the first step of a run from step 0 (see BaseVAE)."""
+    self.vae.begin_stage(objective, train_x)
+
   def trainable_variables_for(self, objective: str):
     """The variables an objective updates: 'partial' leaves the VAE frozen."""
-    if objective not in OBJECTIVES:
-      raise UserError(f'unknown objective {objective!r}; use one of '
-                      f'{list(OBJECTIVES)}')
+    self._check_objective(objective)
+    if objective in self.vae.stages:
+      return self.vae.stage_variables(objective)
     if objective == 'partial':
       return self.partial_encoder.trainable_variables
     if objective == 'vae':
@@ -238,9 +252,16 @@ class PosteriorMatchingVAE(keras.Model):
     base VAE's own scalars (``elbo``, ``log_likelihood``, ``kl`` for a
     Gaussian VAE). The caller averages over the global batch.
     """
-    if objective not in OBJECTIVES:
-      raise UserError(f'unknown objective {objective!r}; use one of '
-                      f'{list(OBJECTIVES)}')
+    self._check_objective(objective)
+    if objective in self.vae.stages:
+      # A family stage (e.g. VaDE's autoencoder pre-training): the VAE's own
+      # terms for it, no partial encoder.
+      terms = self.vae.stage_terms(objective, x, kl_weight, training=training,
+                                   noise=noise, seed=seed, observed=observed)
+      outputs = dict(terms.scalars)
+      outputs['pm_loss'] = tf.zeros_like(terms.loss)
+      outputs['loss'] = terms.loss
+      return outputs
     vae_training = training and objective != 'partial'
     terms = self.vae.training_terms(x, kl_weight, training=vae_training,
                                     noise=noise, seed=seed, observed=observed)

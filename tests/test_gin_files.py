@@ -21,7 +21,12 @@ def test_the_experiment_files_are_all_there():
 
 
 def _feature_shape():
-  encoder = str(gin.query_parameter('GaussianVAE.encoder_network'))
+  try:
+    vae = str(gin.query_parameter('PosteriorMatchingVAE.vae'))
+  except ValueError:  # not bound: the default, GaussianVAE
+    vae = 'GaussianVAE'
+  family = 'VaDE' if 'VaDE' in vae else 'GaussianVAE'
+  encoder = str(gin.query_parameter(f'{family}.encoder_network'))
   if 'ConvEncoder' not in encoder:
     return (6,)
   size = experiment.dataset()['image_size'] or 28

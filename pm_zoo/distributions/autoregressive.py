@@ -105,8 +105,11 @@ class AutoregressiveMixtureDistribution(tfd.Distribution):
       log_pi, loc, scale = self._mixture_params(z)
       pick = tf.one_hot(tf.argmax(log_pi + gumbel, axis=-1),
                         self._num_components, dtype=self.dtype)
-      return (tf.reduce_sum(pick * loc, axis=-1)
-              + tf.reduce_sum(pick * scale, axis=-1) * noise,)
+      z_next = (tf.reduce_sum(pick * loc, axis=-1)
+                + tf.reduce_sum(pick * scale, axis=-1) * noise)
+      # Under tf.vectorized_map (row-keyed serving draws) the MADE output
+      # loses the static batch size; z keeps its shape across iterations.
+      return (tf.ensure_shape(z_next, z.shape),)
 
     (z,) = tf.while_loop(lambda _: True, refine, (tf.zeros(shape, self.dtype),),
                          maximum_iterations=self._event_size)

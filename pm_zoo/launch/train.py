@@ -27,7 +27,10 @@ flags.DEFINE_string('tpu', None, 'TPU name for --strategy=tpu (local on a '
 flags.DEFINE_integer('cpu_devices', 1, 'Split the CPU into this many logical '
                      'devices (to run --strategy=mirrored without GPUs).')
 flags.DEFINE_string('vae_checkpoint', None, "Trained VAE (model dir or "
-                    "checkpoint) for TrainConfig.objective = 'partial'.")
+                    "checkpoint): the frozen VAE of TrainConfig.objective = "
+                    "'partial', or the warm start of a family's next stage "
+                    "(VaDE: the ELBO stage after 'pretrain'); used only when "
+                    "the run starts from step 0.")
 flags.DEFINE_bool('evaluate', True, 'Evaluate the final checkpoint (writes '
                   'metrics.json and, for images, figures/inpainting.png).')
 FLAGS = flags.FLAGS

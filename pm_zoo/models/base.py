@@ -60,6 +60,9 @@ GENERATIVE_PRIOR = 'generative_prior'
 # The VAE has a reparameterised posterior sample, so L_PM can train the VAE
 # encoder jointly (stop_gradient=False).
 REPARAMETERIZED = 'reparameterized'
+# The prior is a mixture over clusters and cluster_probabilities(z) gives
+# p(c | z): partially observed clustering (pm_zoo.tasks.clustering).
+CLUSTERS = 'clusters'
 
 _DESCRIPTIONS = {
     GAUSSIAN_LATENT: 'a Gaussian posterior over a vector latent',
@@ -67,7 +70,14 @@ _DESCRIPTIONS = {
                          'importance-sampled likelihoods)',
     GENERATIVE_PRIOR: 'a generative prior p(z)',
     REPARAMETERIZED: 'a reparameterised posterior sample',
+    CLUSTERS: 'a cluster posterior p(c | z)',
 }
+# What to use instead, where it is not a Gaussian-latent model.
+_SUGGESTIONS = {
+    CLUSTERS: 'a model with a mixture prior (VaDE, e.g. vade_mnist.gin)',
+}
+_DEFAULT_SUGGESTION = 'a model with a Gaussian latent (GaussianVAE)'
+
 
 
 class VAETerms(NamedTuple):
@@ -129,8 +139,8 @@ class BaseVAE(keras.Model):
     if capability not in self.capabilities:
       raise UserError(
           f'{task} needs {_DESCRIPTIONS.get(capability, capability)}, which '
-          f'the {self.family} base VAE does not have: use a model with a '
-          'Gaussian latent (GaussianVAE) for it')
+          f'the {self.family} base VAE does not have: use '
+          f'{_SUGGESTIONS.get(capability, _DEFAULT_SUGGESTION)} for it')
 
   # ------------------------------------------------------------ the contract
   def training_terms(self, x: tf.Tensor, kl_weight: tf.Tensor,
@@ -163,6 +173,37 @@ class BaseVAE(keras.Model):
   def prior(self) -> tfd.Distribution:
     """p(z) over one target, event ``latent_shape``."""
     raise UserError(f'the {self.family} base VAE has no prior density')
+
+  def cluster_probabilities(self, z: tf.Tensor) -> tf.Tensor:
+    """p(c | z) ``[..., K]`` for ``z [..., *latent_shape]`` (CLUSTERS)."""
+    raise UserError(f'the {self.family} base VAE has no clusters')
+
+  # ------------------------------------------------ family training stages
+  #: Extra training objectives the family defines (e.g. VaDE's 'pretrain'
+  #: autoencoder stage), besides the trainer's 'joint' | 'vae' | 'partial'.
+  stages = ()
+
+  def stage_terms(self, stage: str, x: tf.Tensor, kl_weight: tf.Tensor,
+                  training: bool = True, noise: Optional[tf.Tensor] = None,
+                  seed=None, observed: Optional[tf.Tensor] = None
+                  ) -> VAETerms:
+    """Per-example terms of one of ``stages`` (arguments as training_terms)."""
+    raise UserError(f'the {self.family} base VAE has no training stage '
+                    f'{stage!r}; its stages are {list(self.stages)}')
+
+  def stage_variables(self, stage: str):
+    """The variables a family stage trains (default: all of the VAE's)."""
+    return self.trainable_variables
+
+  def begin_stage(self, stage: str, train_x) -> None:
+    """Runs once when a run of objective ``stage`` starts from step 0.
+
+    Called after the VAE was warm-started from ``TrainConfig.vae_checkpoint``
+    (where given) and before the first step, with the training rows
+    ``train_x`` (numpy, model units); the changes it makes are in the first
+    checkpoint. Default: nothing (VaDE fits its mixture prior here).
+    """
+    del stage, train_x
 
   def make_partial_encoder(self, factory: Callable) -> keras.Model:
     """Builds the partial encoder from its (gin) factory.

@@ -65,7 +65,8 @@ METADATA_FILE = 'pm_zoo_export.json'
 # Optional signature providers, 'package.module:function', imported at
 # export time (see the module docstring).
 SIGNATURE_PROVIDERS: Sequence[str] = (
-    'pm_zoo.acquisition.export:next_feature_signatures',)
+    'pm_zoo.acquisition.export:next_feature_signatures',
+    'pm_zoo.serving.cluster:cluster_signatures')
 
 
 @dataclasses.dataclass

@@ -95,8 +95,9 @@ class TrainConfig:
     max_consecutive_nonfinite: stop after this many non-finite steps in a row.
     grad_clip_norm: clip the global gradient norm (None: no clipping).
     jit_compile: compile the train step with XLA.
-    vae_checkpoint: with objective 'partial', a checkpoint (or model dir) of a
-      trained VAE to restore before training starts.
+    vae_checkpoint: a checkpoint (or model dir) of a trained VAE restored
+      when a run starts from step 0: required by objective 'partial' (the
+      frozen VAE), a warm start for any other (a family's next stage).
     steps_per_loop: most steps per call of the compiled loop (the periods
       above end a loop early, so they stay exact).
   """
@@ -189,8 +190,12 @@ class Trainer:
 
   def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
                model_dir: str, config: TrainConfig,
-               image_summary_fn: Optional[Callable[[], np.ndarray]] = None):
+               image_summary_fn: Optional[Callable[[], np.ndarray]] = None,
+               on_fresh_start: Optional[Callable[[], None]] = None):
     self.model = model
+    # Called once when a run starts from step 0 (no checkpoint to resume),
+    # after the warm start and before the first step.
+    self.on_fresh_start = on_fresh_start
     self.strategy = strategy
     self.model_dir = model_dir
     self.config = config
@@ -266,8 +271,13 @@ class Trainer:
       raise UserError(f'no checkpoint in {directory} restores ('
                       f'{"; ".join(errors)}): pass a new --model_dir or '
                       'delete the broken checkpoints')
-    if self.config.objective == 'partial':
+    # A fresh start: 'partial' needs a trained VAE; any other objective
+    # warm-starts the VAE from vae_checkpoint where one is given (a family's
+    # next training stage), then the model's begin_stage hook runs once.
+    if (self.config.objective == 'partial' or self.config.vae_checkpoint):
       restore_vae(self.model, self.config.vae_checkpoint)
+    if self.on_fresh_start is not None:
+      self.on_fresh_start()
     return int(self.global_step.numpy())
 
   # ---------------------------------------------------------------- the step
@@ -534,4 +544,4 @@ def restore_vae(model, vae_checkpoint: Optional[str]) -> None:
   except (tf.errors.OpError, AssertionError, ValueError) as e:
     raise UserError(f'cannot restore a VAE from {vae_checkpoint}: '
                     f'{str(e).splitlines()[0]}') from e
-  logging.info('restored the frozen VAE from %s', path)
+  logging.info('restored the VAE from %s', path)

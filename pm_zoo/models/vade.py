@@ -1,0 +1,264 @@
+r"""VaDE: a VAE with a Gaussian-mixture prior, for clustering (Jiang et al. 2017).
+
+Generative model, K clusters, latent size d:
+
+  c ~ Cat(pi),  pi = softmax(a)                         (trainable logits a [K])
+  z | c ~ N(mu_c, diag(sigma_c^2))                      (trainable mu [K, d],
+                                                          log sigma [K, d])
+  x | z ~ p_phi(x | z)                                  (Bernoulli for images,
+                                                          Gaussian for tables)
+
+so the prior p(z) = sum_c pi_c N(z; mu_c, sigma_c^2) is a Gaussian mixture
+(``prior()``: a ``tfd.MixtureSameFamily``). Inference: a diagonal Gaussian
+q_psi(z | x) = N(m(x), diag(s(x)^2)) and the cluster posterior at a draw
+z ~ q_psi(z | x)
+
+  q(c | x) = gamma_c(z) = p(c | z) = softmax_c(log pi_c + log N(z; mu_c, sigma_c^2)).
+
+The ELBO (the VaDE paper's Eq. 10 with the Gaussian terms in closed form):
+
+  ELBO(x) = E_{q(z|x)} log p(x | z)
+            - sum_c gamma_c KL(N(m, s^2) || N(mu_c, sigma_c^2))
+            - KL(gamma || pi),
+
+  KL(N(m, s^2) || N(mu_c, sigma_c^2)) = sum_j [log sigma_cj - log s_j
+        + (s_j^2 + (m_j - mu_cj)^2) / (2 sigma_cj^2) - 1/2],
+  KL(gamma || pi) = sum_c gamma_c (log gamma_c - log pi_c),
+
+one reparameterised draw z = m + s * eps per row (also the posterior target
+of Posterior Matching, and where gamma is evaluated). The loss is
+``-(E log p(x|z) - beta (sum_c gamma_c KL_c + KL(gamma || pi)))`` with the
+trainer's KL weight beta (1 in the paper).
+
+Training stages (each a ``pm-train`` run that resumes; see
+``docs/models-vade.md``):
+
+1. ``objective='pretrain'`` (a family stage, ``BaseVAE.stages``): a
+   deterministic autoencoder, loss ``-log p(x | m(x))``, on the encoder and
+   decoder only.
+2. ``objective='vae'`` warm-started from stage 1 (``vae_checkpoint``): when
+   the stage starts from step 0, ``begin_stage`` fits a diagonal
+   ``sklearn.mixture.GaussianMixture`` with K components to the latent means
+   m(x) of the training rows and sets a = log(weights), mu = means,
+   log sigma = 0.5 log(variances). (The authors' code writes the variances
+   where it reads log standard deviations; ``gmm_to_prior_parameters`` is
+   the tested conversion.) Then the ELBO above.
+3. ``objective='partial'`` with the VaDE frozen: Posterior Matching trains
+   q_theta(z | x_o), and clustering from x_o averages p(c | z) over draws
+   z ~ q_theta(z | x_o) (``pm_zoo.tasks.clustering``).
+
+Shapes: ``x [B, *feature_shape]``, ``z [B, d]``, cluster probabilities
+``[..., K]`` for ``z [..., d]``.
+"""
+import math
+from typing import Callable, Optional, Sequence
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from pm_zoo.distributions import heads
+from pm_zoo.errors import UserError
+from pm_zoo.keras_api import keras
+from pm_zoo.models import base
+from pm_zoo.models.gaussian_vae import GaussianVAE
+from pm_zoo.networks import mlp
+
+tfd = tfp.distributions
+
+PRETRAIN = 'pretrain'
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gmm_to_prior_parameters(weights: np.ndarray, means: np.ndarray,
+                            variances: np.ndarray):
+  """A fitted diagonal GaussianMixture -> (logits, means, log_stds).
+
+  Args:
+    weights: ``[K]`` mixture weights (``GaussianMixture.weights_``).
+    means: ``[K, d]`` (``means_``).
+    variances: ``[K, d]`` diagonal variances (``covariances_`` with
+      ``covariance_type='diag'``).
+
+  Returns:
+    float32 ``logits = log(weights)``, ``means`` and
+    ``log_stds = 0.5 * log(variances)`` (standard deviations, not variances).
+  """
+  weights = np.asarray(weights, np.float64)
+  variances = np.asarray(variances, np.float64)
+  if np.any(variances <= 0) or np.any(weights <= 0):
+    raise UserError('the fitted GaussianMixture has a zero weight or '
+                    'variance: fit it on more rows or raise reg_covar')
+  return (np.log(weights).astype(np.float32),
+          np.asarray(means, np.float32),
+          (0.5 * np.log(variances)).astype(np.float32))
+
+
+@gin.configurable
+class VaDE(GaussianVAE):
+  """Variational Deep Embedding: a Gaussian-mixture prior over z (see module).
+
+  Args:
+    feature_shape: shape of one example (runtime).
+    num_clusters: K.
+    latent_dim: d.
+    encoder_network / decoder_network: backbone factories (conv nets for
+      images, residual MLPs for tables); the encoder head is a diagonal
+      Gaussian.
+    decoder_head: Bernoulli (images in [0, 1]) or Gaussian (tables).
+    gmm_examples: training rows encoded to fit the initial GaussianMixture.
+    gmm_seed: its random_state.
+  """
+
+  capabilities = frozenset({base.GAUSSIAN_LATENT, base.MARGINAL_LIKELIHOOD,
+                            base.GENERATIVE_PRIOR, base.REPARAMETERIZED,
+                            base.CLUSTERS})
+  stages = (PRETRAIN,)
+
+  def __init__(self, feature_shape: Sequence[int], num_clusters: int = 10,
+               latent_dim: int = 10,
+               encoder_network: Callable = mlp.ResidualMLP,
+               decoder_network: Callable = mlp.ResidualMLP,
+               decoder_head: Callable = heads.Gaussian,
+               gmm_examples: int = 20000, gmm_seed: int = 0,
+               name: str = 'vade', **kwargs):
+    if num_clusters < 1:
+      raise UserError(f'VaDE.num_clusters must be >= 1, got {num_clusters}')
+    super().__init__(feature_shape, latent_dim=latent_dim,
+                     encoder_network=encoder_network,
+                     decoder_network=decoder_network,
+                     encoder_head=heads.DiagonalGaussian,
+                     decoder_head=decoder_head, name=name, **kwargs)
+    self.num_clusters = int(num_clusters)
+    self.gmm_examples = int(gmm_examples)
+    self.gmm_seed = int(gmm_seed)
+    k, d = self.num_clusters, self.latent_dim
+    self.mixture_logits = self.add_weight(
+        name='mixture_logits', shape=[k], initializer='zeros')
+    self.component_means = self.add_weight(
+        name='component_means', shape=[k, d],
+        initializer=keras.initializers.RandomNormal(stddev=1.0, seed=gmm_seed))
+    self.component_log_stds = self.add_weight(
+        name='component_log_stds', shape=[k, d], initializer='zeros')
+
+  # ----------------------------------------------------------- the prior
+  @property
+  def prior_variables(self):
+    return [self.mixture_logits, self.component_means,
+            self.component_log_stds]
+
+  def components(self) -> tfd.Distribution:
+    """p(z | c) for every c: batch ``[K]``, event ``[d]``."""
+    return tfd.MultivariateNormalDiag(
+        loc=self.component_means,
+        scale_diag=tf.exp(self.component_log_stds))
+
+  def prior(self) -> tfd.Distribution:
+    """p(z) = sum_c pi_c N(z; mu_c, sigma_c^2), event ``[d]``."""
+    return tfd.MixtureSameFamily(
+        mixture_distribution=tfd.Categorical(logits=self.mixture_logits),
+        components_distribution=self.components())
+
+  def cluster_log_probs(self, z: tf.Tensor) -> tf.Tensor:
+    """log p(c | z) for ``z [..., d]``: ``[..., K]``."""
+    z = tf.convert_to_tensor(z)
+    joint = (tf.nn.log_softmax(self.mixture_logits)
+             + self.components().log_prob(z[..., None, :]))
+    return tf.nn.log_softmax(joint, axis=-1)
+
+  def cluster_probabilities(self, z: tf.Tensor) -> tf.Tensor:
+    """p(c | z) = softmax(log pi + log N(z; mu_c, sigma_c^2)): ``[..., K]``."""
+    return tf.exp(self.cluster_log_probs(z))
+
+  def set_prior(self, logits, means, log_stds) -> None:
+    self.mixture_logits.assign(logits)
+    self.component_means.assign(means)
+    self.component_log_stds.assign(log_stds)
+
+  # ----------------------------------------------------------- the ELBO
+  def training_terms(self, x, kl_weight, training=True, noise=None,
+                     seed=None, observed: Optional[tf.Tensor] = None
+                     ) -> base.VAETerms:
+    """-ELBO of the module docstring, one z per row."""
+    if observed is not None:
+      raise UserError('VaDE does not train on incomplete data: pass fully '
+                      'observed rows (fill or drop the missing cells)')
+    posterior = self.encode(x, training=training)
+    m, s = posterior.loc, posterior.stddev()
+    if noise is not None:
+      z = m + s * noise
+    else:
+      z = posterior.sample(seed=seed)
+    log_likelihood = self.decode(z, training=training).log_prob(x)
+    log_gamma = self.cluster_log_probs(z)                      # [B, K]
+    gamma = tf.exp(log_gamma)
+    mu_c = self.component_means                                # [K, d]
+    log_sc = self.component_log_stds
+    # KL(N(m, s^2) || N(mu_c, sigma_c^2)) for every c: [B, K].
+    kl_c = tf.reduce_sum(
+        log_sc - tf.math.log(s)[:, None, :]
+        + (tf.square(s)[:, None, :] + tf.square(m[:, None, :] - mu_c))
+        / (2.0 * tf.exp(2.0 * log_sc)) - 0.5, axis=-1)
+    log_pi = tf.nn.log_softmax(self.mixture_logits)
+    kl_z = tf.reduce_sum(gamma * kl_c, axis=-1)
+    kl_cat = tf.reduce_sum(gamma * (log_gamma - log_pi), axis=-1)
+    kl = kl_z + kl_cat
+    return base.VAETerms(
+        loss=-(log_likelihood - kl_weight * kl),
+        scalars={'elbo': log_likelihood - kl, 'log_likelihood': log_likelihood,
+                 'kl': kl, 'kl_cluster': kl_cat},
+        target=z, posterior=posterior)
+
+  # ----------------------------------------------------------- stages
+  def stage_terms(self, stage, x, kl_weight, training=True, noise=None,
+                  seed=None, observed=None) -> base.VAETerms:
+    """'pretrain': the autoencoder loss -log p(x | m(x)) per row."""
+    if stage != PRETRAIN:
+      return super().stage_terms(stage, x, kl_weight, training, noise, seed,
+                                 observed)
+    if observed is not None:
+      raise UserError('VaDE does not train on incomplete data: pass fully '
+                      'observed rows')
+    m = self.encode(x, training=training).loc
+    reconstruction = -self.decode(m, training=training).log_prob(x)
+    return base.VAETerms(loss=reconstruction,
+                         scalars={'reconstruction': reconstruction},
+                         target=m, posterior=None)
+
+  def stage_variables(self, stage):
+    if stage == PRETRAIN:
+      prior = {id(v) for v in self.prior_variables}
+      return [v for v in self.trainable_variables if id(v) not in prior]
+    return super().stage_variables(stage)
+
+  def begin_stage(self, stage: str, train_x: np.ndarray) -> None:
+    """Before the ELBO stage's first step: the GMM initialisation."""
+    if stage in ('vae', 'joint'):
+      self.fit_prior(train_x)
+
+  def latent_means(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """m(x) for rows of ``x`` (numpy), ``[N, d]``."""
+    encode = tf.function(lambda b: self.encode(b).loc)
+    return np.concatenate([encode(tf.constant(x[i:i + batch_size])).numpy()
+                           for i in range(0, len(x), batch_size)])
+
+  def fit_prior(self, train_x: np.ndarray) -> None:
+    """Sets the prior from a diagonal GaussianMixture on the latent means."""
+    # pylint: disable=g-import-not-at-top
+    from sklearn.mixture import GaussianMixture
+    rows = np.random.default_rng(self.gmm_seed).permutation(len(train_x))
+    rows = np.sort(rows[:self.gmm_examples])
+    means = self.latent_means(np.asarray(train_x[rows], np.float32))
+    if len(means) < self.num_clusters:
+      raise UserError(f'VaDE needs at least num_clusters={self.num_clusters} '
+                      f'training rows to fit its prior, got {len(means)}')
+    gmm = GaussianMixture(self.num_clusters, covariance_type='diag',
+                          random_state=self.gmm_seed, reg_covar=1e-4)
+    gmm.fit(means.astype(np.float64))
+    self.set_prior(*gmm_to_prior_parameters(gmm.weights_, gmm.means_,
+                                            gmm.covariances_))
+    logging.info('VaDE prior initialised from a %d-component GaussianMixture '
+                 'on %d latent means (log-likelihood %.3f per row)',
+                 self.num_clusters, len(means), gmm.score(means))

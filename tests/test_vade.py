@@ -1,0 +1,153 @@
+"""VaDE: the prior's GMM initialisation, the closed-form ELBO, the stages."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pm_zoo import configs
+from pm_zoo import experiment
+from pm_zoo import matching
+from pm_zoo.errors import UserError
+from pm_zoo.models import base
+from pm_zoo.models import vade as vade_lib
+from pm_zoo.networks import mlp
+from pm_zoo.tasks import clustering
+
+
+def _vade(d=2, k=3, features=4):
+  def net(output_shape, name):
+    return mlp.ResidualMLP(output_shape=output_shape, units=8, num_blocks=1,
+                           name=name)
+  model = vade_lib.VaDE([features], num_clusters=k, latent_dim=d,
+                        encoder_network=net, decoder_network=net)
+  model(tf.zeros([1, features]))
+  return model
+
+
+def test_gmm_variances_become_log_standard_deviations():
+  """The prior built from a fitted GMM has the GMM's density (not exp(var))."""
+  from sklearn.mixture import GaussianMixture
+  rng = np.random.default_rng(0)
+  points = np.concatenate([rng.normal(-3, 0.3, [300, 2]),
+                           rng.normal([2, 1], [2.0, 0.5], [200, 2])])
+  gmm = GaussianMixture(2, covariance_type='diag', random_state=0).fit(points)
+  logits, means, log_stds = vade_lib.gmm_to_prior_parameters(
+      gmm.weights_, gmm.means_, gmm.covariances_)
+  np.testing.assert_allclose(np.exp(2 * log_stds), gmm.covariances_,
+                             rtol=1e-5)
+  model = _vade(d=2, k=2)
+  model.set_prior(logits, means, log_stds)
+  np.testing.assert_allclose(
+      model.prior().log_prob(points.astype(np.float32)).numpy(),
+      gmm.score_samples(points), rtol=1e-4, atol=1e-4)
+  # The cluster posterior is the GMM's responsibility.
+  np.testing.assert_allclose(
+      model.cluster_probabilities(points.astype(np.float32)).numpy(),
+      gmm.predict_proba(points), atol=1e-4)
+  with pytest.raises(UserError):
+    vade_lib.gmm_to_prior_parameters([0.5, 0.5], means, np.zeros([2, 2]))
+
+
+def test_elbo_kl_terms_match_monte_carlo():
+  """sum_c gamma_c KL(q || p(z|c)) + KL(gamma || pi), checked by sampling."""
+  model = _vade(d=2, k=3)
+  rng = np.random.default_rng(1)
+  model.set_prior(rng.normal(size=3).astype(np.float32),
+                  rng.normal(size=[3, 2]).astype(np.float32),
+                  (0.3 * rng.normal(size=[3, 2])).astype(np.float32))
+  x = tf.constant(rng.normal(size=[2, 4]).astype(np.float32))
+  noise = tf.constant(rng.normal(size=[2, 2]).astype(np.float32))
+  terms = model.training_terms(x, tf.constant(1.0), training=False,
+                               noise=noise)
+  gamma = model.cluster_probabilities(terms.target).numpy()      # [B, K]
+  q = model.encode(x)
+  z = q.sample(200000, seed=[3, 4])                               # [N, B, d]
+  log_q = q.log_prob(z).numpy()
+  log_p = model.components().log_prob(z[..., None, :]).numpy()   # [N, B, K]
+  kl_z = np.mean(np.sum(gamma * (log_q[..., None] - log_p), -1), axis=0)
+  log_pi = tf.nn.log_softmax(model.mixture_logits).numpy()
+  kl_cat = np.sum(gamma * (np.log(gamma) - log_pi), -1)
+  np.testing.assert_allclose(terms.scalars['kl_cluster'].numpy(), kl_cat,
+                             rtol=1e-4)
+  np.testing.assert_allclose(terms.scalars['kl'].numpy(), kl_z + kl_cat,
+                             rtol=2e-2)
+  ll = model.decode(terms.target).log_prob(x).numpy()
+  np.testing.assert_allclose(terms.loss.numpy(),
+                             -(ll - terms.scalars['kl'].numpy()), rtol=1e-5)
+
+
+def test_vade_declares_what_it_can_do():
+  model = _vade()
+  for capability in (base.GAUSSIAN_LATENT, base.MARGINAL_LIKELIHOOD,
+                     base.GENERATIVE_PRIOR, base.REPARAMETERIZED,
+                     base.CLUSTERS):
+    assert model.has(capability)
+  assert model.stages == ('pretrain',)
+  prior = {id(v) for v in model.prior_variables}
+  trained = {id(v) for v in model.stage_variables('pretrain')}
+  assert not prior & trained and trained
+  with pytest.raises(UserError, match='stage'):
+    model.stage_terms('nonsense', tf.zeros([1, 4]), 1.0)
+
+
+def test_a_family_without_clusters_refuses_clustering():
+  configs.parse(['tiny/table.gin'])
+  model = matching.PosteriorMatchingVAE([4])
+  model(tf.zeros([2, 4]), tf.ones([2, 4]))
+  with pytest.raises(UserError, match='VaDE'):
+    clustering.Clusterer(model)
+
+
+def _blobs(n=240, d=4, seed=0):
+  from sklearn.datasets import make_blobs
+  x, y = make_blobs(n, n_features=d, centers=3, random_state=seed)
+  return x.astype(np.float32), y
+
+
+def test_stages_warm_start_fit_the_prior_once_and_resume(tmp_path,
+                                                          monkeypatch):
+  x, _ = _blobs()
+  data = str(tmp_path / 'blobs.npy')
+  np.save(data, x)
+  calls = []
+  fit = vade_lib.VaDE.fit_prior
+  monkeypatch.setattr(vade_lib.VaDE, 'fit_prior',
+                      lambda self, rows: calls.append(len(rows)) or
+                      fit(self, rows))
+  runs = {}
+  previous = None
+  for stage in ('pretrain', 'vae', 'partial'):
+    configs.parse(['tiny/vade_table.gin'],
+                  [f"TrainConfig.objective = '{stage}'"])
+    runs[stage] = str(tmp_path / stage)
+    experiment.train(runs[stage], data_path=data, vae_checkpoint=previous)
+    previous = runs[stage]
+  assert len(calls) == 1           # the ELBO stage, at its step 0
+  # Resuming the ELBO stage to more steps does not refit the prior.
+  configs.parse(['tiny/vade_table.gin'], ["TrainConfig.objective = 'vae'",
+                                          'TrainConfig.num_steps = 15'])
+  experiment.train(runs['vae'], data_path=data,
+                   vae_checkpoint=runs['pretrain'])
+  assert len(calls) == 1
+  # The pretrain stage leaves the prior at its initial values; the ELBO
+  # stage starts from the GMM and the partial stage leaves the VaDE as is.
+  models = {s: experiment.restore_for_eval(runs[s])[0] for s in runs}
+  np.testing.assert_array_equal(
+      models['pretrain'].vae.mixture_logits.numpy(), np.zeros(3))
+  assert np.any(models['vae'].vae.mixture_logits.numpy() != 0)
+  # The partial stage froze the ELBO run's checkpoint of that time (step 10).
+  elbo = models['vae']
+  tf.train.Checkpoint(model=elbo).restore(
+      os.path.join(runs['vae'], 'checkpoints', 'ckpt-10')).expect_partial()
+  for a, b in zip(elbo.vae.variables, models['partial'].vae.variables):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert os.path.exists(os.path.join(runs['partial'], 'operative_config.gin'))
+
+
+def test_unknown_stage_is_a_one_line_error():
+  configs.parse(['tiny/vade_table.gin'])
+  model = matching.PosteriorMatchingVAE([4])
+  model(tf.zeros([2, 4]), tf.ones([2, 4]))
+  with pytest.raises(UserError, match='pretrain'):
+    model.trainable_variables_for('warmup')
