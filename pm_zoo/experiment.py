@@ -200,6 +200,9 @@ def restore_for_eval(model_dir: str, gin_bindings: Sequence[str] = ()):
   step = tf.Variable(0, dtype=tf.int64)
   tf.train.Checkpoint(model=model, global_step=step).restore(
       latest).expect_partial().assert_existing_objects_matched()
+  # A run that kept a moving average of its weights is evaluated (and
+  # exported, served) with it.
+  trainer_lib.restore_ema_weights(model, latest, trainer_lib.TrainConfig())
   return model, int(step.numpy())
 
 

@@ -315,9 +315,10 @@ class HierarchicalVAE(base.BaseVAE):
                                 self.latent_channels, n, name=f'top_down_{i}')
                    for i, s in enumerate(self.decoder_specs)]
     self.resolutions = sorted({s.res for s in self.decoder_specs})
+    # String keys: Keras checkpoints only dicts keyed by strings.
     self.biases = {}
     for r in self.resolutions:
-      self.biases[r] = self.add_weight(
+      self.biases[str(r)] = self.add_weight(
           name=f'bias_{r}', shape=[r, r, self.width], initializer='zeros')
     self.out_conv = keras.layers.Conv2D(
         self.channels * logistic_mixture.num_params(num_components), 1,
@@ -377,7 +378,7 @@ class HierarchicalVAE(base.BaseVAE):
     for i, (block, size) in enumerate(zip(self.blocks, self.layer_sizes)):
       r = block.res
       if r not in states:
-        states[r] = tf.tile(self.biases[r][tf.newaxis], [n, 1, 1, 1])
+        states[r] = tf.tile(self.biases[str(r)][tf.newaxis], [n, 1, 1, 1])
       h = states[r]
       if block.mixin is not None:
         h = h + tf.image.resize(states[block.mixin], [r, r],

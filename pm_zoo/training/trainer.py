@@ -99,6 +99,12 @@ class TrainConfig:
       trained VAE to restore before training starts.
     steps_per_loop: most steps per call of the compiled loop (the periods
       above end a loop early, so they stay exact).
+    grad_skip_threshold: skip the update of a step whose global gradient norm
+      (before clipping) is above this (VDVAE's skip_threshold); such a step
+      is counted with the non-finite ones (None: never skip a finite step).
+    ema_decay: keep an exponential moving average of the trained weights,
+      ``ema <- decay ema + (1 - decay) w`` after every applied update, in the
+      checkpoint (``ema``), and evaluate and export with it (None: none).
   """
   num_steps: int = 10000
   batch_size: int = 256
@@ -117,6 +123,8 @@ class TrainConfig:
   jit_compile: bool = False
   vae_checkpoint: Optional[str] = None
   steps_per_loop: int = 100
+  grad_skip_threshold: Optional[float] = None
+  ema_decay: Optional[float] = None
 
   def __post_init__(self):
     if self.kl_schedule is None:
@@ -131,6 +139,13 @@ class TrainConfig:
       if int(getattr(self, name)) < 0:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be >= 0')
+    if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+      raise UserError(f'TrainConfig.ema_decay is {self.ema_decay}: it must be '
+                      'in [0, 1), or None for no moving average')
+    if (self.grad_skip_threshold is not None and
+        not self.grad_skip_threshold > 0):
+      raise UserError(f'TrainConfig.grad_skip_threshold is '
+                      f'{self.grad_skip_threshold}: it must be > 0, or None')
 
 
 def _format_duration(seconds: float) -> str:
@@ -213,9 +228,12 @@ class Trainer:
           0, dtype=tf.int64, trainable=False, name='consecutive_nonfinite')
       # Create the optimizer slots now so that a restore fills them in.
       self.optimizer.build(self.variables)
+      self.ema = (make_ema_variables(self.variables)
+                  if config.ema_decay is not None else None)
+    extra = {'ema': self.ema} if self.ema is not None else {}
     self.checkpoint = tf.train.Checkpoint(
         model=model, optimizer=self.optimizer, global_step=self.global_step,
-        nonfinite_steps=self.nonfinite_steps)
+        nonfinite_steps=self.nonfinite_steps, **extra)
     self._write_dir = strategy_lib.WorkerDir(model_dir, strategy)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self._write_dir.path, CHECKPOINT_SUBDIR),
@@ -308,6 +326,9 @@ class Trainer:
         tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
         tf.math.is_finite(totals['loss']))
     grad_norm = tf.linalg.global_norm(grads)
+    if cfg.grad_skip_threshold:
+      # A finite but exploding gradient is skipped like a non-finite one.
+      finite = tf.logical_and(finite, grad_norm < cfg.grad_skip_threshold)
     if cfg.grad_clip_norm:
       grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm,
                                         use_norm=grad_norm)
@@ -324,6 +345,12 @@ class Trainer:
 
     def apply():
       strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+      if self.ema is not None:
+        decay = self.config.ema_decay
+        for average, var in zip(self.ema, self.variables):
+          strategy.extended.update(
+              average, lambda a, v: a.assign(decay * a + (1.0 - decay) * v),
+              args=(var,))
       return tf.constant(True)
 
     tf.cond(finite, apply, lambda: tf.constant(False))
@@ -487,7 +514,8 @@ class Trainer:
     total = int(self.nonfinite_steps.numpy())
     streak = int(self.consecutive_nonfinite.numpy())
     if total > seen:
-      logging.warning('steps %d-%d: %d non-finite loss or gradients, update '
+      logging.warning('steps %d-%d: %d non-finite (or above '
+                      'grad_skip_threshold) loss or gradients, update '
                       'skipped (%d in a row)', previous + 1, done,
                       total - seen, streak)
     if streak >= self.config.max_consecutive_nonfinite:
@@ -506,6 +534,37 @@ class Trainer:
       lr = self.optimizer.learning_rate
       tf.summary.scalar('learning_rate', lr(step) if callable(lr) else lr)
       tf.summary.scalar('nonfinite_steps', self.nonfinite_steps)
+
+
+def make_ema_variables(variables) -> List[tf.Variable]:
+  """One non-trainable copy of every trained variable (the EMA's state)."""
+  return [tf.Variable(v.read_value(), trainable=False,
+                      name='ema/' + v.name.split(':')[0].replace('/', '_'))
+          for v in variables]
+
+
+def restore_ema_weights(model, checkpoint_path: str, config: TrainConfig
+                        ) -> bool:
+  """Puts a checkpoint's EMA weights into ``model``; False without EMA.
+
+  ``model`` must already hold that checkpoint's weights (the EMA covers the
+  variables ``config.objective`` trains, in their order; the rest stay).
+  """
+  if config.ema_decay is None:
+    return False
+  variables = model.trainable_variables_for(config.objective)
+  averages = make_ema_variables(variables)
+  status = tf.train.Checkpoint(ema=averages).restore(checkpoint_path)
+  try:
+    status.expect_partial().assert_existing_objects_matched()
+  except AssertionError as e:
+    raise UserError(f'{checkpoint_path} has no EMA weights for this model '
+                    f'({str(e).splitlines()[0][:120]}): evaluate with '
+                    '--gin_bindings="TrainConfig.ema_decay=None"') from e
+  for var, average in zip(variables, averages):
+    var.assign(average)
+  logging.info('evaluating with the EMA weights of %s', checkpoint_path)
+  return True
 
 
 def restore_vae(model, vae_checkpoint: Optional[str]) -> None:
