@@ -49,6 +49,7 @@ the uninterrupted run would have.
 """
 import dataclasses
 import glob
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,9 @@ from pm_zoo.training import schedules
 from pm_zoo.training import strategy as strategy_lib
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+# The periodic evaluation's curve, one row per evaluation (a resumed run
+# keeps the rows before its start).
+EVAL_CURVE = 'eval_curve.json'
 # Seed offset of the latent noise stream (the masks use seed + 1).
 _NOISE_SEED_OFFSET = 7919
 
@@ -105,6 +109,11 @@ class TrainConfig:
     ema_decay: keep an exponential moving average of the trained weights,
       ``ema <- decay ema + (1 - decay) w`` after every applied update, in the
       checkpoint (``ema``), and evaluate and export with it (None: none).
+    eval_every: every this many steps call the run's periodic evaluation
+      (e.g. PSNR on a fixed test subset; with the EMA weights when there is
+      an EMA), written to TensorBoard (``eval/``) and appended to
+      ``eval_curve.json`` (0: never).
+    eval_examples: test rows of that periodic evaluation.
   """
   num_steps: int = 10000
   batch_size: int = 256
@@ -125,6 +134,8 @@ class TrainConfig:
   steps_per_loop: int = 100
   grad_skip_threshold: Optional[float] = None
   ema_decay: Optional[float] = None
+  eval_every: int = 0
+  eval_examples: int = 1000
 
   def __post_init__(self):
     if self.kl_schedule is None:
@@ -135,7 +146,8 @@ class TrainConfig:
       if int(getattr(self, name)) < 1:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be a positive integer')
-    for name in ('num_steps', 'image_summary_every'):
+    for name in ('num_steps', 'image_summary_every', 'eval_every',
+                 'eval_examples'):
       if int(getattr(self, name)) < 0:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be >= 0')
@@ -204,8 +216,10 @@ class Trainer:
 
   def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
                model_dir: str, config: TrainConfig,
-               image_summary_fn: Optional[Callable[[], np.ndarray]] = None):
+               image_summary_fn: Optional[Callable[[], np.ndarray]] = None,
+               eval_fn: Optional[Callable[[], Dict[str, float]]] = None):
     self.model = model
+    self.eval_fn = eval_fn
     self.strategy = strategy
     self.model_dir = model_dir
     self.config = config
@@ -250,6 +264,7 @@ class Trainer:
                                              tf.distribute.TPUStrategy):
       self._compute_fn = tf.function(self._compute, jit_compile=True)
     self._metric_names = []
+    self._eval_writer = None
     self._loop = tf.function(self._steps)
 
   # ---------------------------------------------------------------- restore
@@ -438,6 +453,8 @@ class Trainer:
     periods = [cfg.log_every, cfg.summary_every, cfg.checkpoint_every]
     if cfg.image_summary_every and self.image_summary_fn is not None:
       periods.append(cfg.image_summary_every)
+    if cfg.eval_every and self.eval_fn is not None:
+      periods.append(cfg.eval_every)
     stop = min([cfg.num_steps, done + cfg.steps_per_loop] +
                [(done // p + 1) * p for p in periods])
     return stop - done
@@ -492,6 +509,9 @@ class Trainer:
             self.is_chief and done % cfg.image_summary_every == 0):
           with self.writer.as_default(step=done):
             tf.summary.image('inpainting', self.image_summary_fn(), step=done)
+        if (cfg.eval_every and self.eval_fn is not None and self.is_chief
+            and done % cfg.eval_every == 0):
+          self._periodic_eval(done, time.time() - t0)
         # No checkpoint inside a run of non-finite steps: the last one saved
         # stays the last healthy state.
         if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
@@ -505,6 +525,40 @@ class Trainer:
     last['nonfinite_steps'] = int(self.nonfinite_steps.numpy())
     last['seconds'] = time.time() - t0
     return last
+
+  def _periodic_eval(self, step: int, seconds: float) -> None:
+    """Runs ``eval_fn`` (with the EMA weights swapped in, if any); logs it."""
+    saved = None
+    if self.ema is not None:
+      saved = [v.numpy() for v in self.variables]
+      for var, average in zip(self.variables, self.ema):
+        var.assign(average)
+    try:
+      metrics = {k: float(v) for k, v in self.eval_fn().items()}
+    finally:
+      if saved is not None:
+        for var, value in zip(self.variables, saved):
+          var.assign(value)
+    if self._eval_writer is None:
+      self._eval_writer = tf.summary.create_file_writer(
+          os.path.join(self.model_dir, 'eval'))
+    with self._eval_writer.as_default(step=step):
+      for name, value in metrics.items():
+        tf.summary.scalar(name, value)
+    self._eval_writer.flush()
+    path = os.path.join(self.model_dir, EVAL_CURVE)
+    curve = []
+    if os.path.exists(path):
+      with open(path) as f:
+        curve = json.load(f)
+    curve = [row for row in curve if row['step'] < step]
+    curve.append({'step': step, 'train_seconds': round(seconds, 1),
+                  'ema': self.ema is not None, **metrics})
+    with open(path + '.tmp', 'w') as f:
+      json.dump(curve, f, indent=1)
+    os.replace(path + '.tmp', path)
+    logging.info('step %d: periodic evaluation %s', step, '  '.join(
+        f'{k} {v:.4f}' for k, v in metrics.items()))
 
   def _check_finite(self, previous: int, done: int, seen: int) -> int:
     """Warns about the non-finite steps of the last loop; stops a streak.
