@@ -21,9 +21,12 @@ def test_the_experiment_files_are_all_there():
 
 
 def _feature_shape():
-  encoder = str(gin.query_parameter('GaussianVAE.encoder_network'))
-  if 'ConvEncoder' not in encoder:
-    return (6,)
+  vae = str(gin.query_parameter('PosteriorMatchingVAE.vae')) if (
+      'PosteriorMatchingVAE.vae' in gin.config_str()) else 'GaussianVAE'
+  if 'GaussianVAE' in vae:
+    encoder = str(gin.query_parameter('GaussianVAE.encoder_network'))
+    if 'ConvEncoder' not in encoder:
+      return (6,)
   size = experiment.dataset()['image_size'] or 28
   return (8, 8, 1) if experiment.dataset()['source'] == 'sklearn_digits' else (
       size, size, 1)

@@ -32,8 +32,13 @@ NUM_LEVELS = 256
 MIN_LOG_SCALE = -7.0
 
 
-class DiscretizedLogisticMixture(tfd.Distribution):
+class DiscretizedLogisticMixture(
+    tfd.distribution.AutoCompositeTensorDistribution):
   """Per-pixel discretized logistic mixture over x = y / 255 (see module).
+
+  A composite tensor (as tfp's own distributions), so that ``tfd.Independent``
+  over it is the ``tfd.Independent`` class that
+  ``heads.elementwise_log_prob`` reads.
 
   Args:
     logits: ``[..., K]`` mixture logits.
@@ -79,7 +84,16 @@ class DiscretizedLogisticMixture(tfd.Distribution):
 
   def _log_prob(self, x):
     y = tf.clip_by_value(tf.round(x * (NUM_LEVELS - 1)), 0., NUM_LEVELS - 1.)
-    return self._quantized.log_prob(y)
+    log_prob = self._quantized.log_prob(y)
+    # The top bin's mass 1 - G(254) loses precision in float32 when small
+    # (the mixture has no survival function of its own): take it from the
+    # components' log-survival functions instead.
+    log_weights = self._logits - tf.reduce_logsumexp(
+        self._logits, axis=-1, keepdims=True)
+    top = tf.reduce_logsumexp(
+        log_weights + self._quantized.distribution.components_distribution
+        .log_survival_function(tf.constant(NUM_LEVELS - 2.)), axis=-1)
+    return tf.where(tf.equal(y, NUM_LEVELS - 1.), top, log_prob)
 
   def _sample_n(self, n, seed=None):
     return self._quantized.sample(n, seed=seed) / (NUM_LEVELS - 1)
