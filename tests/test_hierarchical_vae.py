@@ -199,3 +199,11 @@ def test_the_partial_posterior_refuses_other_families():
     hv.HierarchicalPartialEncoder(tiny_model().vae, covariance='banded')
   assert base.MARGINAL_LIKELIHOOD in hv.HierarchicalVAE.capabilities
   assert base.GAUSSIAN_LATENT not in hv.HierarchicalVAE.capabilities
+
+
+@pytest.mark.parametrize('source,size', [(1, 3), (3, 7), (7, 14), (2, 4)])
+def test_upsampling_is_the_nearest_neighbour_resize(source, size):
+  x = tf.random.stateless_normal([2, source, source, 3], seed=[0, source])
+  np.testing.assert_array_equal(
+      hv.upsample_nearest(x, size).numpy(),
+      tf.image.resize(x, [size, size], method='nearest').numpy())

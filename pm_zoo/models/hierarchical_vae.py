@@ -252,6 +252,18 @@ def _draw(dist: tfd.Distribution, eps):
   return mvn.loc + mvn.scale.matvec(eps)
 
 
+def upsample_nearest(x, size: int):
+  """``[N, m, m, C] -> [N, size, size, C]``, nearest neighbour.
+
+  Row i of the output is row ``floor((i + 1/2) m / size)`` of the input (as
+  ``tf.image.resize(method='nearest')``), by gathers: XLA has no kernel for
+  the gradient of the resize op, and compiles gathers.
+  """
+  m = int(x.shape[1])
+  index = [int((i + 0.5) * m / size) for i in range(size)]
+  return tf.gather(tf.gather(x, index, axis=1), index, axis=2)
+
+
 class TopDownPass(NamedTuple):
   """What one top-down pass gives (N rows)."""
   z: tf.Tensor                 # [N, latent_size]
@@ -381,8 +393,7 @@ class HierarchicalVAE(base.BaseVAE):
         states[r] = tf.tile(self.biases[str(r)][tf.newaxis], [n, 1, 1, 1])
       h = states[r]
       if block.mixin is not None:
-        h = h + tf.image.resize(states[block.mixin], [r, r],
-                                method='nearest')
+        h = h + upsample_nearest(states[block.mixin], r)
       p_loc, p_scale, feature = block.prior(h)
       p = diagonal(p_loc, p_scale)
       q = q_fn(i, h) if q_fn is not None else None
