@@ -11,6 +11,7 @@ from pm_zoo import configs
 from pm_zoo import experiment
 from pm_zoo.serving import export
 from pm_zoo.serving import tf_only as tf_only_lib
+import serving_fixtures
 
 BINDINGS = ['TrainConfig.num_steps = 4', 'TrainConfig.checkpoint_every = 2',
             'TrainConfig.log_every = 2', 'TrainConfig.summary_every = 2',
@@ -52,7 +53,8 @@ def test_tiny_hierarchical_run_trains_evaluates_and_exports(tmp_path):
   out = tmp_path / 'out.json'
   proc = subprocess.run([sys.executable, str(script), version, str(out)],
                         env=tf_only_lib.environment(), capture_output=True,
-                        text=True, timeout=300)
+                        text=True,
+                        timeout=serving_fixtures.SUBPROCESS_TIMEOUT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   got = json.loads(out.read_text())
   assert got['imported'] == []
