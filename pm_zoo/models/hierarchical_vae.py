@@ -454,7 +454,7 @@ class HierarchicalVAE(base.BaseVAE):
     for i, kl_i in enumerate(run.kls):
       scalars[f'kl_layer_{i:02d}'] = kl_i
     posterior = TopDownDistribution(
-        self, q_fn=None, acts=acts, batch_shape=[x.shape[0]],
+        self, acts=acts, batch_shape=[x.shape[0]],
         trajectory=Trajectory(states=run.states, layers=run.layers))
     return base.VAETerms(loss=-(log_likelihood - kl_weight * kl),
                          scalars=scalars, target=run.z, posterior=posterior)
@@ -518,8 +518,7 @@ class TopDownDistribution(tfd.Distribution):
   """
 
   def __init__(self, vae: HierarchicalVAE, acts=None, batch_shape=(),
-               q_fn=None, q_fn_maker=None, trajectory=None, name=None):
-    del q_fn  # the pass builds it from the (tiled) activations
+               q_fn_maker=None, trajectory=None, name=None):
     self.vae = vae
     self.acts = acts
     self.trajectory = trajectory
@@ -616,7 +615,7 @@ def _kl_top_down(full, partial, name=None):
 class HierarchicalPartialEncoder(keras.Model):
   """q_theta(z | x_o) = prod_i q_theta(z_i | z_<i, x_o) for a HierarchicalVAE.
 
-  A second bottom-up encoder over ``concat(2x - 1) * b, b)`` and one
+  A second bottom-up encoder over ``concat((2x - 1) * b, b)`` and one
   partial-posterior block per latent layer over
   ``concat(stop_gradient(h_{i-1}), a'_R(x_o))``, a Gaussian per position:
   diagonal (2 C_z outputs) or full covariance over the C_z channels
