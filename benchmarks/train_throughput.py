@@ -12,6 +12,10 @@ Models (``--models``, comma separated):
   miniboone  gin/uci_miniboone.gin with the full-covariance partial posterior
              at batch 1024, 43 features.
   mnist      gin/mnist.gin: the paper's conv VAE on 28x28x1, batch 256.
+  vdvae_small  gin/vdvae_mnist_small.gin: the CPU-sized hierarchical VAE
+             (9 latent layers, width 64), batch 32.
+  vdvae      gin/vdvae_mnist.gin: the paper's VDVAE (20 latent layers,
+             width 192), batch 128 (slow on a CPU: use --steps=2).
 
 Default: gas,mnist. Every model runs with and without XLA
 (``TrainConfig.jit_compile``) on 1 device (the default strategy) and on 2
@@ -91,8 +95,11 @@ MODELS = {
     'miniboone': ('uci_miniboone.gin',
                   [FULL_COVARIANCE, 'TrainConfig.batch_size = 1024'], (43,)),
     'mnist': ('mnist.gin', [], (28, 28, 1)),
+    'vdvae_small': ('vdvae_mnist_small.gin', [], (28, 28, 1)),
+    'vdvae': ('vdvae_mnist.gin', [], (28, 28, 1)),
 }
-DEFAULT_STEPS = {'gas': 200, 'gas_ar': 100, 'miniboone': 50, 'mnist': 10}
+DEFAULT_STEPS = {'gas': 200, 'gas_ar': 100, 'miniboone': 50, 'mnist': 10,
+                 'vdvae_small': 10, 'vdvae': 2}
 BATCHES_OF_DATA = 20
 MATMUL_SHAPES = ((512, 256, 256), (1024, 1024, 1024))
 

@@ -202,9 +202,15 @@ def train(model_dir: str, strategy_name: str = 'default',
   image_fn = None
   if splits.kind == 'image' and chief and config.image_summary_every:
     image_fn = evaluation.inpainting_summary_fn(model, splits.test[:8])
+  eval_fn = None
+  if config.eval_every and chief:
+    eval_fn = evaluation.periodic_eval_fn(
+        model, splits.test[:config.eval_examples], splits.kind,
+        evaluation.EvalConfig())
   train_mask = config.train_mask
   trainer = trainer_lib.Trainer(
       model, strategy, model_dir, config, image_summary_fn=image_fn,
+      eval_fn=eval_fn,
       on_fresh_start=lambda: model.begin_stage(config.objective, splits.train))
 
   def dataset_fn(start_step):
@@ -259,6 +265,9 @@ def restore_for_eval(model_dir: str, gin_bindings: Sequence[str] = ()):
   step = tf.Variable(0, dtype=tf.int64)
   tf.train.Checkpoint(model=model, global_step=step).restore(
       latest).expect_partial().assert_existing_objects_matched()
+  # A run that kept a moving average of its weights is evaluated (and
+  # exported, served) with it.
+  trainer_lib.restore_ema_weights(model, latest, trainer_lib.TrainConfig())
   return model, int(step.numpy())
 
 

@@ -21,16 +21,11 @@ def test_the_experiment_files_are_all_there():
 
 
 def _feature_shape():
-  try:
-    vae = str(gin.query_parameter('PosteriorMatchingVAE.vae'))
-  except ValueError:  # not bound: the default, GaussianVAE
-    vae = 'GaussianVAE'
-  family = 'VaDE' if 'VaDE' in vae else 'GaussianVAE'
-  encoder = str(gin.query_parameter(f'{family}.encoder_network'))
-  if 'ConvEncoder' not in encoder:
+  options = experiment.dataset()
+  if options['source'] in ('table', 'uci'):
     return (6,)
-  size = experiment.dataset()['image_size'] or 28
-  return (8, 8, 1) if experiment.dataset()['source'] == 'sklearn_digits' else (
+  size = options['image_size'] or 28
+  return (8, 8, 1) if options['source'] == 'sklearn_digits' else (
       size, size, 1)
 
 

@@ -42,6 +42,11 @@ SHRINK = [
     'partial/AutoregressiveGaussianMixture.num_components = 2',
     'partial/AutoregressiveGaussianMixture.hidden_units = (8,)',
     'partial/AutoregressiveGaussianMixture.context_size = 4',
+    # The hierarchical VAE on the 8x8 images: one block per resolution.
+    "HierarchicalVAE.encoder_blocks = '8x1,8d2,4x1'",
+    "HierarchicalVAE.decoder_blocks = '4x1,8m4,8x1'",
+    'HierarchicalVAE.width = 4', 'HierarchicalVAE.latent_channels = 2',
+    'HierarchicalVAE.num_components = 2',
 ] + [f'{scope}ResidualMLP.{key}'
      for scope in ('', 'encoder/', 'decoder/', 'partial/')
      for key in ('units = 8', 'num_blocks = 1')]

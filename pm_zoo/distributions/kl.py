@@ -45,10 +45,21 @@ def posterior_matching_kl(full_posterior: tfd.Distribution,
   Returns:
     The closed-form KL of every row (``tfd.kl_divergence``), ``[B]``.
 
+  Two non-Gaussian posteriors use the KL registered for their classes
+  (``tfd.RegisterKL``), where there is one.
+
   Raises:
-    UserError: a posterior is not Gaussian (mixtures, autoregressive and flow
-      heads have no closed-form KL: use the sampled L_PM with them).
+    UserError: a posterior is not Gaussian and no KL is registered for the
+      pair (mixtures, autoregressive and flow heads have no closed-form KL:
+      use the sampled L_PM with them).
   """
+  if not (is_gaussian(full_posterior) and is_gaussian(partial_posterior)):
+    # A family's own pair of densities may have a registered KL (e.g. the
+    # hierarchical VAE's per-layer KL along the full posterior's trajectory).
+    try:
+      return tfd.kl_divergence(full_posterior, partial_posterior)
+    except NotImplementedError:
+      pass
   for role, dist in (('full posterior q_psi(z|x)', full_posterior),
                      ('partial posterior q_theta(z|x_o)', partial_posterior)):
     if not is_gaussian(dist):

@@ -219,6 +219,9 @@ def stop_gradient_distribution(dist: tfd.Distribution) -> tfd.Distribution:
   """The same distribution with every parameter behind ``tf.stop_gradient``.
 
   tfp distributions are composite tensors, so their parameter tensors can be
-  mapped over.
+  mapped over; a family's own distribution that is not one gives the copy
+  by its ``stop_gradient()`` method.
   """
+  if callable(getattr(dist, 'stop_gradient', None)):
+    return dist.stop_gradient()
   return tf.nest.map_structure(tf.stop_gradient, dist, expand_composites=True)

@@ -172,6 +172,27 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   return result
 
 
+def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig
+                     ) -> Callable[[], Dict[str, float]]:
+  """The metric of one fixed mask draw on ``test``, for curves along training.
+
+  Images: ``psnr`` of the mean of ``config.num_imputations`` imputations;
+  tables: ``nrmse``. The masks and seeds are those of the first evaluation
+  trial, the same at every call, so the curve moves with the model only.
+  """
+  mask = masks_lib.make_eval_masks(config.mask_for(kind), test.shape[1:],
+                                   len(test), seed=config.seed)
+  imputer = Imputer(model, config.batch_size)
+
+  def evaluate():
+    mean = imputer.mean(test, mask, config.num_imputations,
+                        seed=config.seed + 1000)
+    if kind == 'image':
+      return {'psnr': metrics_lib.psnr(test, mean)}
+    return {'nrmse': metrics_lib.nrmse(test, mean, mask)}
+  return evaluate
+
+
 def inpainting_summary_fn(model, images: np.ndarray, seed: int = 0,
                           num_samples: int = 3) -> Callable[[], np.ndarray]:
   """A callable giving a [1, H', W', 3] inpainting grid for TensorBoard."""

@@ -49,6 +49,7 @@ the uninterrupted run would have.
 """
 import dataclasses
 import glob
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,9 @@ from pm_zoo.training import schedules
 from pm_zoo.training import strategy as strategy_lib
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+# The periodic evaluation's curve, one row per evaluation (a resumed run
+# keeps the rows before its start).
+EVAL_CURVE = 'eval_curve.json'
 # Seed offset of the latent noise stream (the masks use seed + 1).
 _NOISE_SEED_OFFSET = 7919
 
@@ -100,6 +104,17 @@ class TrainConfig:
       frozen VAE), a warm start for any other (a family's next stage).
     steps_per_loop: most steps per call of the compiled loop (the periods
       above end a loop early, so they stay exact).
+    grad_skip_threshold: skip the update of a step whose global gradient norm
+      (before clipping) is above this (VDVAE's skip_threshold); such a step
+      is counted with the non-finite ones (None: never skip a finite step).
+    ema_decay: keep an exponential moving average of the trained weights,
+      ``ema <- decay ema + (1 - decay) w`` after every applied update, in the
+      checkpoint (``ema``), and evaluate and export with it (None: none).
+    eval_every: every this many steps call the run's periodic evaluation
+      (e.g. PSNR on a fixed test subset; with the EMA weights when there is
+      an EMA), written to TensorBoard (``eval/``) and appended to
+      ``eval_curve.json`` (0: never).
+    eval_examples: test rows of that periodic evaluation.
   """
   num_steps: int = 10000
   batch_size: int = 256
@@ -118,6 +133,10 @@ class TrainConfig:
   jit_compile: bool = False
   vae_checkpoint: Optional[str] = None
   steps_per_loop: int = 100
+  grad_skip_threshold: Optional[float] = None
+  ema_decay: Optional[float] = None
+  eval_every: int = 0
+  eval_examples: int = 1000
 
   def __post_init__(self):
     if self.kl_schedule is None:
@@ -128,10 +147,18 @@ class TrainConfig:
       if int(getattr(self, name)) < 1:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be a positive integer')
-    for name in ('num_steps', 'image_summary_every'):
+    for name in ('num_steps', 'image_summary_every', 'eval_every',
+                 'eval_examples'):
       if int(getattr(self, name)) < 0:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be >= 0')
+    if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+      raise UserError(f'TrainConfig.ema_decay is {self.ema_decay}: it must be '
+                      'in [0, 1), or None for no moving average')
+    if (self.grad_skip_threshold is not None and
+        not self.grad_skip_threshold > 0):
+      raise UserError(f'TrainConfig.grad_skip_threshold is '
+                      f'{self.grad_skip_threshold}: it must be > 0, or None')
 
 
 def _format_duration(seconds: float) -> str:
@@ -191,11 +218,13 @@ class Trainer:
   def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
                model_dir: str, config: TrainConfig,
                image_summary_fn: Optional[Callable[[], np.ndarray]] = None,
-               on_fresh_start: Optional[Callable[[], None]] = None):
+               on_fresh_start: Optional[Callable[[], None]] = None,
+               eval_fn: Optional[Callable[[], Dict[str, float]]] = None):
     self.model = model
     # Called once when a run starts from step 0 (no checkpoint to resume),
     # after the warm start and before the first step.
     self.on_fresh_start = on_fresh_start
+    self.eval_fn = eval_fn
     self.strategy = strategy
     self.model_dir = model_dir
     self.config = config
@@ -218,9 +247,12 @@ class Trainer:
           0, dtype=tf.int64, trainable=False, name='consecutive_nonfinite')
       # Create the optimizer slots now so that a restore fills them in.
       self.optimizer.build(self.variables)
+      self.ema = (make_ema_variables(self.variables)
+                  if config.ema_decay is not None else None)
+    extra = {'ema': self.ema} if self.ema is not None else {}
     self.checkpoint = tf.train.Checkpoint(
         model=model, optimizer=self.optimizer, global_step=self.global_step,
-        nonfinite_steps=self.nonfinite_steps)
+        nonfinite_steps=self.nonfinite_steps, **extra)
     self._write_dir = strategy_lib.WorkerDir(model_dir, strategy)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self._write_dir.path, CHECKPOINT_SUBDIR),
@@ -237,6 +269,7 @@ class Trainer:
                                              tf.distribute.TPUStrategy):
       self._compute_fn = tf.function(self._compute, jit_compile=True)
     self._metric_names = []
+    self._eval_writer = None
     self._loop = tf.function(self._steps)
 
   # ---------------------------------------------------------------- restore
@@ -318,6 +351,9 @@ class Trainer:
         tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads]),
         tf.math.is_finite(totals['loss']))
     grad_norm = tf.linalg.global_norm(grads)
+    if cfg.grad_skip_threshold:
+      # A finite but exploding gradient is skipped like a non-finite one.
+      finite = tf.logical_and(finite, grad_norm < cfg.grad_skip_threshold)
     if cfg.grad_clip_norm:
       grads, _ = tf.clip_by_global_norm(grads, cfg.grad_clip_norm,
                                         use_norm=grad_norm)
@@ -334,6 +370,12 @@ class Trainer:
 
     def apply():
       strategy.extended.call_for_each_replica(self._apply, args=(grads,))
+      if self.ema is not None:
+        decay = self.config.ema_decay
+        for average, var in zip(self.ema, self.variables):
+          strategy.extended.update(
+              average, lambda a, v: a.assign(decay * a + (1.0 - decay) * v),
+              args=(var,))
       return tf.constant(True)
 
     tf.cond(finite, apply, lambda: tf.constant(False))
@@ -421,6 +463,8 @@ class Trainer:
     periods = [cfg.log_every, cfg.summary_every, cfg.checkpoint_every]
     if cfg.image_summary_every and self.image_summary_fn is not None:
       periods.append(cfg.image_summary_every)
+    if cfg.eval_every and self.eval_fn is not None:
+      periods.append(cfg.eval_every)
     stop = min([cfg.num_steps, done + cfg.steps_per_loop] +
                [(done // p + 1) * p for p in periods])
     return stop - done
@@ -475,6 +519,9 @@ class Trainer:
             self.is_chief and done % cfg.image_summary_every == 0):
           with self.writer.as_default(step=done):
             tf.summary.image('inpainting', self.image_summary_fn(), step=done)
+        if (cfg.eval_every and self.eval_fn is not None and self.is_chief
+            and done % cfg.eval_every == 0):
+          self._periodic_eval(done, time.time() - t0)
         # No checkpoint inside a run of non-finite steps: the last one saved
         # stays the last healthy state.
         if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
@@ -489,6 +536,40 @@ class Trainer:
     last['seconds'] = time.time() - t0
     return last
 
+  def _periodic_eval(self, step: int, seconds: float) -> None:
+    """Runs ``eval_fn`` (with the EMA weights swapped in, if any); logs it."""
+    saved = None
+    if self.ema is not None:
+      saved = [v.numpy() for v in self.variables]
+      for var, average in zip(self.variables, self.ema):
+        var.assign(average)
+    try:
+      metrics = {k: float(v) for k, v in self.eval_fn().items()}
+    finally:
+      if saved is not None:
+        for var, value in zip(self.variables, saved):
+          var.assign(value)
+    if self._eval_writer is None:
+      self._eval_writer = tf.summary.create_file_writer(
+          os.path.join(self.model_dir, 'eval'))
+    with self._eval_writer.as_default(step=step):
+      for name, value in metrics.items():
+        tf.summary.scalar(name, value)
+    self._eval_writer.flush()
+    path = os.path.join(self.model_dir, EVAL_CURVE)
+    curve = []
+    if os.path.exists(path):
+      with open(path) as f:
+        curve = json.load(f)
+    curve = [row for row in curve if row['step'] < step]
+    curve.append({'step': step, 'train_seconds': round(seconds, 1),
+                  'ema': self.ema is not None, **metrics})
+    with open(path + '.tmp', 'w') as f:
+      json.dump(curve, f, indent=1)
+    os.replace(path + '.tmp', path)
+    logging.info('step %d: periodic evaluation %s', step, '  '.join(
+        f'{k} {v:.4f}' for k, v in metrics.items()))
+
   def _check_finite(self, previous: int, done: int, seen: int) -> int:
     """Warns about the non-finite steps of the last loop; stops a streak.
 
@@ -497,7 +578,8 @@ class Trainer:
     total = int(self.nonfinite_steps.numpy())
     streak = int(self.consecutive_nonfinite.numpy())
     if total > seen:
-      logging.warning('steps %d-%d: %d non-finite loss or gradients, update '
+      logging.warning('steps %d-%d: %d non-finite (or above '
+                      'grad_skip_threshold) loss or gradients, update '
                       'skipped (%d in a row)', previous + 1, done,
                       total - seen, streak)
     if streak >= self.config.max_consecutive_nonfinite:
@@ -516,6 +598,37 @@ class Trainer:
       lr = self.optimizer.learning_rate
       tf.summary.scalar('learning_rate', lr(step) if callable(lr) else lr)
       tf.summary.scalar('nonfinite_steps', self.nonfinite_steps)
+
+
+def make_ema_variables(variables) -> List[tf.Variable]:
+  """One non-trainable copy of every trained variable (the EMA's state)."""
+  return [tf.Variable(v.read_value(), trainable=False,
+                      name='ema/' + v.name.split(':')[0].replace('/', '_'))
+          for v in variables]
+
+
+def restore_ema_weights(model, checkpoint_path: str, config: TrainConfig
+                        ) -> bool:
+  """Puts a checkpoint's EMA weights into ``model``; False without EMA.
+
+  ``model`` must already hold that checkpoint's weights (the EMA covers the
+  variables ``config.objective`` trains, in their order; the rest stay).
+  """
+  if config.ema_decay is None:
+    return False
+  variables = model.trainable_variables_for(config.objective)
+  averages = make_ema_variables(variables)
+  status = tf.train.Checkpoint(ema=averages).restore(checkpoint_path)
+  try:
+    status.expect_partial().assert_existing_objects_matched()
+  except AssertionError as e:
+    raise UserError(f'{checkpoint_path} has no EMA weights for this model '
+                    f'({str(e).splitlines()[0][:120]}): evaluate with '
+                    '--gin_bindings="TrainConfig.ema_decay=None"') from e
+  for var, average in zip(variables, averages):
+    var.assign(average)
+  logging.info('evaluating with the EMA weights of %s', checkpoint_path)
+  return True
 
 
 def restore_vae(model, vae_checkpoint: Optional[str]) -> None:

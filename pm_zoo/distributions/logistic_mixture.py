@@ -1,0 +1,130 @@
+"""Discretized mixture of logistics over 8-bit pixels (PixelCNN++ / VDVAE).
+
+A pixel value y in {0, ..., 255} has probability
+
+  P(y) = sum_k pi_k [ F_k(y + 1/2) - F_k(y - 1/2) ],   F_k(t) = sigmoid((t - mu_k) / s_k),
+
+with the edges taking all the mass outside: P(0) = sum_k pi_k F_k(1/2) and
+P(255) = sum_k pi_k [1 - F_k(254.5)]. It is built from TFP: the continuous
+mixture ``tfd.MixtureSameFamily(Categorical(logits), Logistic(mu - 1/2, s))``
+quantized by ``tfd.QuantizedDistribution(low=0, high=255)``, whose mass at y
+is ``G(y) - G(y - 1)`` for the mixture CDF G; shifting every location by
+-1/2 makes that ``F(y + 1/2) - F(y - 1/2)``.
+
+The model's pixels are in [0, 1] (``x = y / 255``); this distribution takes
+and gives values in those units: ``log_prob(x)`` scores ``round(255 x)``,
+``sample`` returns ``y / 255`` and ``mean`` is
+``sum_k pi_k clip(mu_k, 0, 255) / 255`` (the mean of the mixture's clipped
+locations: the exact mean of the quantized mixture would need all 256 masses
+per pixel; this is what imputation decodes).
+
+Shapes: parameters ``[..., K]`` per pixel; batch shape ``[...]`` (e.g.
+``[B, H, W, C]``), scalar events. ``pixel_likelihood`` wraps it in
+``tfd.Independent`` over ``[H, W, C]``, the factorised decoder form that
+``heads.elementwise_log_prob`` reads per-pixel log-probabilities from.
+"""
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+NUM_LEVELS = 256
+MIN_LOG_SCALE = -7.0
+
+
+class DiscretizedLogisticMixture(
+    tfd.distribution.AutoCompositeTensorDistribution):
+  """Per-pixel discretized logistic mixture over x = y / 255 (see module).
+
+  A composite tensor (as tfp's own distributions), so that ``tfd.Independent``
+  over it is the ``tfd.Independent`` class that
+  ``heads.elementwise_log_prob`` reads.
+
+  Args:
+    logits: ``[..., K]`` mixture logits.
+    loc: ``[..., K]`` locations mu_k on the [0, 255] scale.
+    log_scale: ``[..., K]`` log s_k (clipped below at -7, as PixelCNN++).
+  """
+
+  def __init__(self, logits, loc, log_scale, validate_args=False,
+               allow_nan_stats=True, name='DiscretizedLogisticMixture'):
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      self._logits = tf.convert_to_tensor(logits, tf.float32)
+      self._loc = tf.convert_to_tensor(loc, tf.float32)
+      self._log_scale = tf.maximum(
+          tf.convert_to_tensor(log_scale, tf.float32), MIN_LOG_SCALE)
+      self._quantized = tfd.QuantizedDistribution(
+          tfd.MixtureSameFamily(
+              mixture_distribution=tfd.Categorical(logits=self._logits),
+              components_distribution=tfd.Logistic(
+                  loc=self._loc - 0.5, scale=tf.exp(self._log_scale))),
+          low=0., high=NUM_LEVELS - 1.)
+      super().__init__(
+          dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+          validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+          parameters=parameters, name=name)
+
+  @property
+  def quantized(self) -> tfd.Distribution:
+    """The TFP distribution over y in {0, ..., 255}."""
+    return self._quantized
+
+  def _batch_shape(self):
+    return self._logits.shape[:-1]
+
+  def _batch_shape_tensor(self):
+    return tf.shape(self._logits)[:-1]
+
+  def _event_shape(self):
+    return tf.TensorShape([])
+
+  def _event_shape_tensor(self):
+    return tf.constant([], tf.int32)
+
+  def _log_prob(self, x):
+    y = tf.clip_by_value(tf.round(x * (NUM_LEVELS - 1)), 0., NUM_LEVELS - 1.)
+    log_prob = self._quantized.log_prob(y)
+    # The top bin's mass 1 - G(254) loses precision in float32 when small
+    # (the mixture has no survival function of its own): take it from the
+    # components' log-survival functions instead.
+    log_weights = self._logits - tf.reduce_logsumexp(
+        self._logits, axis=-1, keepdims=True)
+    top = tf.reduce_logsumexp(
+        log_weights + self._quantized.distribution.components_distribution
+        .log_survival_function(tf.constant(NUM_LEVELS - 2.)), axis=-1)
+    return tf.where(tf.equal(y, NUM_LEVELS - 1.), top, log_prob)
+
+  def _sample_n(self, n, seed=None):
+    return self._quantized.sample(n, seed=seed) / (NUM_LEVELS - 1)
+
+  def _mean(self):
+    # (tf.nn.softmax's oneDNN kernel takes at most 5 dimensions.)
+    weights = tf.exp(self._logits - tf.reduce_logsumexp(
+        self._logits, axis=-1, keepdims=True))
+    loc = tf.clip_by_value(self._loc, 0., NUM_LEVELS - 1.)
+    return tf.reduce_sum(weights * loc, axis=-1) / (NUM_LEVELS - 1)
+
+
+def num_params(num_components: int) -> int:
+  """Channels per pixel channel: logits, locations, log-scales."""
+  return 3 * int(num_components)
+
+
+def pixel_likelihood(params: tf.Tensor, num_components: int,
+                     event_ndims: int = 3) -> tfd.Distribution:
+  """p(x | z) from ``params [..., H, W, C * 3K]``: Independent over [H, W, C].
+
+  The last axis holds, per image channel, K logits, K locations (an
+  unconstrained value mapped to [0, 255] as ``127.5 (tanh + 1)``) and K
+  log-scales (relative to the 8-bit scale: s = 127.5 exp(raw)).
+  """
+  k = int(num_components)
+  shape = tf.shape(params)
+  params = tf.reshape(params, tf.concat([shape[:-1], [-1, 3, k]], axis=0))
+  logits, raw_loc, raw_log_scale = tf.unstack(params, axis=-2)
+  loc = 127.5 * (tf.tanh(raw_loc) + 1.0)
+  log_scale = raw_log_scale + tf.math.log(127.5)
+  return tfd.Independent(
+      DiscretizedLogisticMixture(logits, loc, log_scale),
+      reinterpreted_batch_ndims=event_ndims)
