@@ -146,9 +146,14 @@ def train(model_dir: str, strategy_name: str = 'default',
   image_fn = None
   if splits.kind == 'image' and chief and config.image_summary_every:
     image_fn = evaluation.inpainting_summary_fn(model, splits.test[:8])
+  eval_fn = None
+  if (splits.kind == 'image' and chief and
+      (config.eval_every or config.eval_every_seconds)):
+    eval_fn = evaluation.training_curve_fn(
+        model, splits.test[:config.eval_examples], config.objective)
   train_mask = config.train_mask
   trainer = trainer_lib.Trainer(model, strategy, model_dir, config,
-                                image_summary_fn=image_fn)
+                                image_summary_fn=image_fn, eval_fn=eval_fn)
 
   def dataset_fn(start_step):
     return data_lib.train_batches(

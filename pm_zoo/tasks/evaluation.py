@@ -133,6 +133,43 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   return result
 
 
+def training_curve_fn(model, images: np.ndarray, objective: str,
+                      num_imputations: int = 10, seed: int = 20221,
+                      batch_size: int = 250) -> Callable[[], Dict[str, float]]:
+  """The trainer's eval hook for image runs: PSNR on a fixed test subset.
+
+  Returns a callable giving ``reconstruction_psnr`` (the decoder mean at the
+  base VAE's own posterior target of the full image: what the VAE alone
+  reaches) and, unless ``objective == 'vae'`` (the partial posterior is not
+  trained then), ``psnr``: the mean of ``num_imputations`` inpaintings under
+  the paper's MNIST mask mixture, the masks and seeds fixed for the whole
+  run (so the points of a curve are comparable).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  images = np.asarray(images, np.float32)
+  mask = masks_lib.make_eval_masks(masks_lib.mnist_mixture_mask(),
+                                   images.shape[1:], len(images), seed=seed)
+  imputer = Imputer(model, batch_size)
+
+  @tf.function
+  def reconstruct(x):
+    terms = model.vae.training_terms(x, tf.constant(1.0), training=False,
+                                     seed=tf.constant([seed, 0]))
+    return model.vae.decode(terms.target, training=False).mean()
+
+  def curve_point():
+    recon = np.concatenate([
+        reconstruct(tf.constant(images[i:i + batch_size])).numpy()
+        for i in range(0, len(images), batch_size)])
+    out = {'reconstruction_psnr': metrics_lib.psnr(images,
+                                                   np.clip(recon, 0, 1))}
+    if objective != 'vae':
+      mean = imputer.mean(images, mask, num_imputations, seed=seed)
+      out['psnr'] = metrics_lib.psnr(images, mean)
+    return out
+  return curve_point
+
+
 def inpainting_summary_fn(model, images: np.ndarray, seed: int = 0,
                           num_samples: int = 3) -> Callable[[], np.ndarray]:
   """A callable giving a [1, H', W', 3] inpainting grid for TensorBoard."""

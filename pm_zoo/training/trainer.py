@@ -49,6 +49,7 @@ the uninterrupted run would have.
 """
 import dataclasses
 import glob
+import json
 import os
 import re
 import shutil
@@ -66,6 +67,8 @@ from pm_zoo.training import schedules
 from pm_zoo.training import strategy as strategy_lib
 
 CHECKPOINT_SUBDIR = 'checkpoints'
+# The eval hook's curve, in the model dir (see Trainer._evaluate).
+EVAL_CURVE = 'eval_curve.json'
 # Seed offset of the latent noise stream (the masks use seed + 1).
 _NOISE_SEED_OFFSET = 7919
 
@@ -99,6 +102,11 @@ class TrainConfig:
       trained VAE to restore before training starts.
     steps_per_loop: most steps per call of the compiled loop (the periods
       above end a loop early, so they stay exact).
+    eval_every: run the experiment's evaluation hook (e.g. PSNR on a fixed
+      test subset) every this many steps (0: never).
+    eval_every_seconds: also run it when this much training wall time has
+      passed since the last run (0: never; checked between loops).
+    eval_examples: test rows the hook evaluates on.
   """
   num_steps: int = 10000
   batch_size: int = 256
@@ -117,6 +125,9 @@ class TrainConfig:
   jit_compile: bool = False
   vae_checkpoint: Optional[str] = None
   steps_per_loop: int = 100
+  eval_every: int = 0
+  eval_every_seconds: float = 0.0
+  eval_examples: int = 1000
 
   def __post_init__(self):
     if self.kl_schedule is None:
@@ -127,7 +138,8 @@ class TrainConfig:
       if int(getattr(self, name)) < 1:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be a positive integer')
-    for name in ('num_steps', 'image_summary_every'):
+    for name in ('num_steps', 'image_summary_every', 'eval_every',
+                 'eval_every_seconds'):
       if int(getattr(self, name)) < 0:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be >= 0')
@@ -140,7 +152,8 @@ def _format_duration(seconds: float) -> str:
   return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
-_LOGGED_TERMS = ('loss', 'elbo', 'kl', 'pm_loss')
+_LOGGED_TERMS = ('loss', 'elbo', 'kl', 'reconstruction', 'perplexity',
+                 'dead_codes', 'pm_loss')
 _NOT_TERMS = ('grad_norm', 'kl_weight', 'finite')
 
 
@@ -189,8 +202,12 @@ class Trainer:
 
   def __init__(self, model: keras.Model, strategy: tf.distribute.Strategy,
                model_dir: str, config: TrainConfig,
-               image_summary_fn: Optional[Callable[[], np.ndarray]] = None):
+               image_summary_fn: Optional[Callable[[], np.ndarray]] = None,
+               eval_fn: Optional[Callable[[], Dict[str, float]]] = None):
     self.model = model
+    # Called every eval_every steps / eval_every_seconds of training; its
+    # scalars go to the 'eval' summaries and to EVAL_CURVE in the run.
+    self.eval_fn = eval_fn
     self.strategy = strategy
     self.model_dir = model_dir
     self.config = config
@@ -224,6 +241,9 @@ class Trainer:
     self.writer = (tf.summary.create_file_writer(
         os.path.join(model_dir, 'train')) if self.is_chief else
                    tf.summary.create_noop_writer())
+    self.eval_writer = (tf.summary.create_file_writer(
+        os.path.join(model_dir, 'eval')) if self.is_chief and eval_fn
+                        else tf.summary.create_noop_writer())
     # XLA compiles each replica's forward and backward pass. The whole step
     # compiles too (a TPU does that; tests check it), but on CPU an XLA
     # cluster holding the update ran the gas model at half the speed.
@@ -279,7 +299,7 @@ class Trainer:
       terms = self.model.per_example_losses(
           batch['x'], batch['mask'], kl_weight,
           objective=self.config.objective, training=True,
-          noise=batch['noise'], **extra)
+          noise=batch.get('noise'), **extra)
       loss = tf.reduce_sum(terms['loss']) / self.config.batch_size
     grads = tape.gradient(loss, self.variables,
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -385,12 +405,15 @@ class Trainer:
       def slices(batch):
         # The scalar 'step' seeds the noise; the trainer counts steps itself
         # (batch k of the dataset is step start + k).
-        noise = tf.random.stateless_normal(
-            [cfg.batch_size, noise_size],
-            seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
-                                       tf.int64), batch['step']]),
-            alg='philox')
-        parts = {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
+        parts = {'x': batch['x'], 'mask': batch['mask']}
+        # A family without reparameterised draws (noise_size 0) gets no
+        # noise at all: a zero-width tensor through unbatch() crashed TF.
+        if noise_size:
+          parts['noise'] = tf.random.stateless_normal(
+              [cfg.batch_size, noise_size],
+              seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
+                                         tf.int64), batch['step']]),
+              alg='philox')
         if 'observed' in batch:
           parts['observed'] = batch['observed']
         return {k: tf.reshape(v, [replicas, per_replica, *v.shape[1:]])
@@ -411,6 +434,8 @@ class Trainer:
     periods = [cfg.log_every, cfg.summary_every, cfg.checkpoint_every]
     if cfg.image_summary_every and self.image_summary_fn is not None:
       periods.append(cfg.image_summary_every)
+    if cfg.eval_every and self.eval_fn is not None:
+      periods.append(cfg.eval_every)
     stop = min([cfg.num_steps, done + cfg.steps_per_loop] +
                [(done // p + 1) * p for p in periods])
     return stop - done
@@ -438,6 +463,7 @@ class Trainer:
     t0 = time.time()
     window_start, window_step = t0, start
     done, metrics = start, None
+    last_eval = t0
     try:
       while done < cfg.num_steps:
         # One step first: on_first_step runs early, after tracing.
@@ -465,6 +491,14 @@ class Trainer:
             self.is_chief and done % cfg.image_summary_every == 0):
           with self.writer.as_default(step=done):
             tf.summary.image('inpainting', self.image_summary_fn(), step=done)
+        if self.eval_fn is not None and self.is_chief and (
+            (cfg.eval_every and done % cfg.eval_every == 0) or
+            (cfg.eval_every_seconds and
+             time.time() - last_eval >= cfg.eval_every_seconds) or
+            (done == cfg.num_steps and (cfg.eval_every or
+                                        cfg.eval_every_seconds))):
+          self._evaluate(done, time.time() - t0)
+          last_eval = time.time()
         # No checkpoint inside a run of non-finite steps: the last one saved
         # stays the last healthy state.
         if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
@@ -478,6 +512,32 @@ class Trainer:
     last['nonfinite_steps'] = int(self.nonfinite_steps.numpy())
     last['seconds'] = time.time() - t0
     return last
+
+  def _evaluate(self, step: int, seconds: float) -> None:
+    """Runs the eval hook; writes 'eval/' summaries and a JSON curve point.
+
+    The curve (``EVAL_CURVE``) holds one entry per run of the hook:
+    ``{step, train_seconds (this segment's), eval_seconds, **scalars}``.
+    """
+    t = time.time()
+    scalars = {k: float(v) for k, v in self.eval_fn().items()}
+    point = {'step': step, 'train_seconds': round(seconds, 1),
+             'eval_seconds': round(time.time() - t, 1), **scalars}
+    with self.eval_writer.as_default(step=step):
+      for name, value in scalars.items():
+        tf.summary.scalar(name, value)
+    self.eval_writer.flush()
+    path = os.path.join(self.model_dir, EVAL_CURVE)
+    curve = []
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        curve = json.load(f)
+    curve = [p for p in curve if p['step'] < step] + [point]
+    with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
+      json.dump(curve, f, indent=1)
+    tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+    logging.info('eval at step %d: %s', step, '  '.join(
+        f'{k} {v:.4f}' for k, v in scalars.items()))
 
   def _check_finite(self, previous: int, done: int, seen: int) -> int:
     """Warns about the non-finite steps of the last loop; stops a streak.
