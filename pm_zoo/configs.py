@@ -56,8 +56,8 @@ def register_configurables() -> None:
   """Imports every module whose configurables gin files may name."""
   # pylint: disable=g-import-not-at-top,unused-import
   from pm_zoo import acquisition, experiment, masks, matching
-  from pm_zoo.distributions import heads
-  from pm_zoo.models import gaussian_vae, hierarchical_vae, vade
+  from pm_zoo.distributions import heads, pixelcnn
+  from pm_zoo.models import gaussian_vae, hierarchical_vae, vade, vq_vae
   from pm_zoo.networks import conv, mlp
   from pm_zoo.tasks import clustering, evaluation
   from pm_zoo.training import schedules, trainer

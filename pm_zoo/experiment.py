@@ -203,10 +203,10 @@ def train(model_dir: str, strategy_name: str = 'default',
   if splits.kind == 'image' and chief and config.image_summary_every:
     image_fn = evaluation.inpainting_summary_fn(model, splits.test[:8])
   eval_fn = None
-  if config.eval_every and chief:
+  if chief and (config.eval_every or config.eval_every_seconds):
     eval_fn = evaluation.periodic_eval_fn(
         model, splits.test[:config.eval_examples], splits.kind,
-        evaluation.EvalConfig())
+        evaluation.EvalConfig(), config.objective)
   train_mask = config.train_mask
   trainer = trainer_lib.Trainer(
       model, strategy, model_dir, config, image_summary_fn=image_fn,

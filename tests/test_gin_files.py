@@ -16,7 +16,10 @@ EXPERIMENTS = [f for f in SHIPPED if not f.startswith(('models/', 'training/'))]
 def test_the_experiment_files_are_all_there():
   for name in ('demo.gin', 'mnist.gin', 'uci_power.gin', 'uci_gas.gin',
                'uci_hepmass.gin', 'uci_miniboone.gin', 'uci_bsds.gin',
-               'table.gin', 'tiny/table.gin', 'tiny/image.gin'):
+               'table.gin', 'tiny/table.gin', 'tiny/image.gin',
+               'vqvae_mnist.gin', 'vqvae_mnist_partial.gin',
+               'vqvae_omniglot.gin', 'vqvae_omniglot_partial.gin',
+               'tiny/vqvae.gin', 'tiny/vqvae_partial.gin'):
     assert name in SHIPPED
 
 
@@ -89,3 +92,26 @@ def test_uci_experiments_use_the_autoregressive_mixture_posterior(name):
   posterior = model.partial_encoder(x, tf.ones_like(x))
   latent_dim = gin.query_parameter('GaussianVAE.latent_dim')
   assert posterior.sample(seed=(1, 2)).shape == (2, latent_dim)
+
+
+def test_vqvae_experiments_carry_the_papers_sizes():
+  configs.parse(['vqvae_mnist.gin'])
+  assert (gin.query_parameter('VQVAE.num_codes'),
+          gin.query_parameter('VQVAE.embedding_dim'),
+          gin.query_parameter('VQVAE.hidden'),
+          gin.query_parameter('VQVAE.num_residual_blocks'),
+          tuple(gin.query_parameter('VQVAE.grid_shape'))) == (
+              256, 64, 32, 2, (7, 7))
+  assert (gin.query_parameter('ConditionalPixelCNN.filters'),
+          gin.query_parameter('ConditionalPixelCNN.num_blocks'),
+          gin.query_parameter('ConditionalPixelCNN.dropout'),
+          gin.query_parameter('ConditionalPixelCNN.conditioning_dim')) == (
+              128, 8, 0.5, 512)
+  cfg = trainer.TrainConfig()
+  assert (cfg.objective, cfg.batch_size, cfg.learning_rate) == (
+      'vae', 32, 3e-4)
+  configs.parse(['vqvae_mnist_partial.gin'])
+  assert trainer.TrainConfig().objective == 'partial'
+  configs.parse(['vqvae_omniglot.gin'])
+  assert experiment.dataset()['source'] == 'omniglot_npz'
+  assert experiment.dataset()['image_size'] == 28

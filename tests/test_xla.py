@@ -47,6 +47,12 @@ SHRINK = [
     "HierarchicalVAE.decoder_blocks = '4x1,8m4,8x1'",
     'HierarchicalVAE.width = 4', 'HierarchicalVAE.latent_channels = 2',
     'HierarchicalVAE.num_components = 2',
+    'VQVAE.num_codes = 4', 'VQVAE.embedding_dim = 2', 'VQVAE.hidden = 4',
+    'VQVAE.residual_hidden = 4', 'VQVAE.grid_shape = None',
+    'ConditionalPixelCNN.filters = 4', 'ConditionalPixelCNN.num_blocks = 2',
+    'ConditionalPixelCNN.conditioning_dim = 4',
+    'ConditionalPixelCNN.conditioning_hidden = 4',
+    'ConditionalPixelCNN.conditioning_channels = 2',
 ] + [f'{scope}ResidualMLP.{key}'
      for scope in ('', 'encoder/', 'decoder/', 'partial/')
      for key in ('units = 8', 'num_blocks = 1')]
@@ -98,7 +104,8 @@ def _cover(candidates):
 
 def _train_compiled(model, cfg, tmp_dir):
   """Two steps of the Trainer's whole replica step compiled by XLA."""
-  # The variables the objective trains ('partial' leaves the VAE frozen).
+  # The variables the objective trains ('partial' leaves the VAE frozen,
+  # 'vae' the partial posterior).
   trained = model.trainable_variables_for(cfg.objective)
   before = [w.numpy() for w in trained]
   run = trainer_lib.Trainer(model, tf.distribute.get_strategy(), tmp_dir, cfg)

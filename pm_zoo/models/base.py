@@ -16,7 +16,11 @@ latent looks like:
 4. a **partial posterior** for that target: a network over
    ``concat(x * b, b)`` returning a ``tfd.Distribution`` with ``log_prob``
    and ``sample`` (and, where the family has one, an analytic KL from the
-   full posterior), built by ``make_partial_encoder``.
+   full posterior), built by ``make_partial_encoder``. Optionally the
+   distribution has ``sample_rows(num_samples, seeds [B, 2]) -> [B, S,
+   *latent_shape]``, row r's draws a function of ``seeds[r]`` alone: the
+   row-keyed imputation then calls it instead of vectorizing ``sample``
+   over rows (an autoregressive sampler runs its loop once for all rows).
 
 Shapes: ``x`` is ``[B, *feature_shape]``; a target ``z`` is
 ``[B, *latent_shape]`` of ``latent_dtype`` (float32 vectors, int32 code

@@ -154,9 +154,12 @@ class ServingModule(tf.Module):
     self.sample = tf.function(
         self._sample,
         input_signature=[x_spec, mask_spec, count_spec, seed_spec])
-    self.conditional_log_prob = tf.function(
-        self._conditional_log_prob,
-        input_signature=[x_spec, mask_spec, count_spec])
+    # Only where the family can: tf.saved_model.save traces every
+    # tf.function the module holds, signature or not.
+    if SIGNATURE_NEEDS[CONDITIONAL_LOG_PROB] in self.capabilities:
+      self.conditional_log_prob = tf.function(
+          self._conditional_log_prob,
+          input_signature=[x_spec, mask_spec, count_spec])
     self.encode = tf.function(self._encode, input_signature=[x_spec, mask_spec])
 
   @property

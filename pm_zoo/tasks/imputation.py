@@ -151,7 +151,17 @@ def row_keyed_latents(model, x: tf.Tensor, mask: tf.Tensor, num_samples,
 
 
 def _draw_rows(model, x, mask, num_samples, seeds):
-  """``row_keyed_latents`` for a non-empty batch."""
+  """``row_keyed_latents`` for a non-empty batch.
+
+  A partial posterior that draws row-keyed samples itself (an optional
+  ``sample_rows(num_samples, seeds) -> [B, S, *latent_shape]`` method, e.g.
+  an autoregressive sampler whose loop should run once for all rows) is
+  asked directly; any other is vectorized over rows.
+  """
+  posterior = model.partial_encoder(x, mask, training=False)
+  if hasattr(posterior, 'sample_rows'):
+    z = posterior.sample_rows(num_samples, seeds)
+    return _with_prior_rows(model, z, mask, num_samples, seeds)
 
   def from_posterior(row):
     row_x, row_mask, seed = row
@@ -161,6 +171,11 @@ def _draw_rows(model, x, mask, num_samples, seeds):
 
   with _quiet_vectorization():
     z = tf.vectorized_map(from_posterior, (x, mask, seeds))
+  return _with_prior_rows(model, z, mask, num_samples, seeds)
+
+
+def _with_prior_rows(model, z, mask, num_samples, seeds):
+  """Replaces the draws of rows with nothing observed by prior draws."""
   if not model.vae.has(base.GENERATIVE_PRIOR):
     return z
   empty = tf.reduce_all(tf.reshape(mask, [tf.shape(mask)[0], -1]) <= 0,

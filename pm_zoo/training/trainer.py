@@ -114,6 +114,8 @@ class TrainConfig:
       (e.g. PSNR on a fixed test subset; with the EMA weights when there is
       an EMA), written to TensorBoard (``eval/``) and appended to
       ``eval_curve.json`` (0: never).
+    eval_every_seconds: also run it when this much training wall time has
+      passed since the last one (0: never; checked between loops).
     eval_examples: test rows of that periodic evaluation.
   """
   num_steps: int = 10000
@@ -136,6 +138,7 @@ class TrainConfig:
   grad_skip_threshold: Optional[float] = None
   ema_decay: Optional[float] = None
   eval_every: int = 0
+  eval_every_seconds: float = 0.0
   eval_examples: int = 1000
 
   def __post_init__(self):
@@ -148,7 +151,7 @@ class TrainConfig:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be a positive integer')
     for name in ('num_steps', 'image_summary_every', 'eval_every',
-                 'eval_examples'):
+                 'eval_every_seconds', 'eval_examples'):
       if int(getattr(self, name)) < 0:
         raise UserError(f'TrainConfig.{name} is {getattr(self, name)}: it '
                         'must be >= 0')
@@ -168,7 +171,8 @@ def _format_duration(seconds: float) -> str:
   return f'{h}h{m:02d}m{s:02d}s' if h else f'{m}m{s:02d}s'
 
 
-_LOGGED_TERMS = ('loss', 'elbo', 'kl', 'pm_loss')
+_LOGGED_TERMS = ('loss', 'elbo', 'kl', 'reconstruction', 'perplexity',
+                 'dead_codes', 'pm_loss')
 _NOT_TERMS = ('grad_norm', 'kl_weight', 'finite')
 
 
@@ -269,7 +273,7 @@ class Trainer:
                                              tf.distribute.TPUStrategy):
       self._compute_fn = tf.function(self._compute, jit_compile=True)
     self._metric_names = []
-    self._eval_writer = None
+    self._eval_writer = None  # made at the first periodic evaluation
     self._loop = tf.function(self._steps)
 
   # ---------------------------------------------------------------- restore
@@ -322,7 +326,7 @@ class Trainer:
       terms = self.model.per_example_losses(
           batch['x'], batch['mask'], kl_weight,
           objective=self.config.objective, training=True,
-          noise=batch['noise'], **extra)
+          noise=batch.get('noise'), **extra)
       loss = tf.reduce_sum(terms['loss']) / self.config.batch_size
     grads = tape.gradient(loss, self.variables,
                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -437,12 +441,15 @@ class Trainer:
       def slices(batch):
         # The scalar 'step' seeds the noise; the trainer counts steps itself
         # (batch k of the dataset is step start + k).
-        noise = tf.random.stateless_normal(
-            [cfg.batch_size, noise_size],
-            seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
-                                       tf.int64), batch['step']]),
-            alg='philox')
-        parts = {'x': batch['x'], 'mask': batch['mask'], 'noise': noise}
+        parts = {'x': batch['x'], 'mask': batch['mask']}
+        # A family without reparameterised draws (noise_size 0) gets no
+        # noise at all: a zero-width tensor through unbatch() crashed TF.
+        if noise_size:
+          parts['noise'] = tf.random.stateless_normal(
+              [cfg.batch_size, noise_size],
+              seed=tf.stack([tf.constant(cfg.seed + _NOISE_SEED_OFFSET,
+                                         tf.int64), batch['step']]),
+              alg='philox')
         if 'observed' in batch:
           parts['observed'] = batch['observed']
         return {k: tf.reshape(v, [replicas, per_replica, *v.shape[1:]])
@@ -492,6 +499,7 @@ class Trainer:
     t0 = time.time()
     window_start, window_step = t0, start
     done, metrics = start, None
+    last_eval = t0
     try:
       while done < cfg.num_steps:
         # One step first: on_first_step runs early, after tracing.
@@ -519,9 +527,14 @@ class Trainer:
             self.is_chief and done % cfg.image_summary_every == 0):
           with self.writer.as_default(step=done):
             tf.summary.image('inpainting', self.image_summary_fn(), step=done)
-        if (cfg.eval_every and self.eval_fn is not None and self.is_chief
-            and done % cfg.eval_every == 0):
+        if self.eval_fn is not None and self.is_chief and (
+            (cfg.eval_every and done % cfg.eval_every == 0) or
+            (cfg.eval_every_seconds and
+             time.time() - last_eval >= cfg.eval_every_seconds) or
+            (done == cfg.num_steps and (cfg.eval_every or
+                                        cfg.eval_every_seconds))):
           self._periodic_eval(done, time.time() - t0)
+          last_eval = time.time()
         # No checkpoint inside a run of non-finite steps: the last one saved
         # stays the last healthy state.
         if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
@@ -537,12 +550,17 @@ class Trainer:
     return last
 
   def _periodic_eval(self, step: int, seconds: float) -> None:
-    """Runs ``eval_fn`` (with the EMA weights swapped in, if any); logs it."""
+    """Runs ``eval_fn`` (with the EMA weights swapped in, if any); logs it.
+
+    The curve (``EVAL_CURVE``) holds one row per evaluation: ``{step,
+    train_seconds (this segment's), eval_seconds, ema, **scalars}``.
+    """
     saved = None
     if self.ema is not None:
       saved = [v.numpy() for v in self.variables]
       for var, average in zip(self.variables, self.ema):
         var.assign(average)
+    start = time.time()
     try:
       metrics = {k: float(v) for k, v in self.eval_fn().items()}
     finally:
@@ -558,15 +576,16 @@ class Trainer:
     self._eval_writer.flush()
     path = os.path.join(self.model_dir, EVAL_CURVE)
     curve = []
-    if os.path.exists(path):
-      with open(path) as f:
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
         curve = json.load(f)
     curve = [row for row in curve if row['step'] < step]
     curve.append({'step': step, 'train_seconds': round(seconds, 1),
+                  'eval_seconds': round(time.time() - start, 1),
                   'ema': self.ema is not None, **metrics})
-    with open(path + '.tmp', 'w') as f:
+    with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
       json.dump(curve, f, indent=1)
-    os.replace(path + '.tmp', path)
+    tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
     logging.info('step %d: periodic evaluation %s', step, '  '.join(
         f'{k} {v:.4f}' for k, v in metrics.items()))
 

@@ -1,0 +1,177 @@
+"""VQ-VAE and the conditional PixelCNN over code grids: contracts at tiny sizes."""
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pm_zoo import matching
+from pm_zoo.distributions import pixelcnn
+from pm_zoo.errors import UserError
+from pm_zoo.models import base
+from pm_zoo.models.gaussian_vae import GaussianVAE
+from pm_zoo.models.vq_vae import VQVAE
+from pm_zoo.tasks import imputation
+from pm_zoo.tasks.likelihood import ConditionalLikelihood
+
+SHAPE = (8, 8, 1)
+TINY_VQ = functools.partial(VQVAE, num_codes=6, embedding_dim=3, hidden=4,
+                            residual_hidden=4, num_residual_blocks=1)
+TINY_CNN = functools.partial(pixelcnn.ConditionalPixelCNN, filters=6,
+                             num_blocks=2, dropout=0.0, conditioning_dim=5,
+                             conditioning_hidden=4, conditioning_channels=2)
+
+
+def tiny_model(**vq):
+  model = matching.PosteriorMatchingVAE(
+      SHAPE, vae=functools.partial(TINY_VQ, **vq), partial_encoder=TINY_CNN)
+  x = tf.random.stateless_uniform([4, *SHAPE], seed=[1, 2])
+  model(x, tf.ones_like(x))
+  return model, x
+
+
+def test_pixelcnn_logits_depend_only_on_earlier_codes_and_see_all_of_them():
+  """Perturbing code q changes the logits at p iff q < p (raster order).
+
+  "only": causality; "all of them": no blind spot (the vertical and
+  horizontal stacks together reach every earlier position).
+  """
+  grid, k = (4, 5), 7
+  network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=4, dropout=0.0)
+  condition = tf.random.stateless_normal([1, 3], seed=[0, 1])
+  codes = tf.random.stateless_uniform([1, *grid], seed=[3, 4], maxval=k,
+                                      dtype=tf.int32)
+  base_logits = network(codes, condition).numpy()[0]
+  size = grid[0] * grid[1]
+  for q in range(size):
+    i, j = divmod(q, grid[1])
+    changed = codes.numpy().copy()
+    changed[0, i, j] = (changed[0, i, j] + 1) % k
+    logits = network(tf.constant(changed), condition).numpy()[0]
+    moved = np.abs(logits - base_logits).max(axis=-1).reshape(-1)
+    assert np.all(moved[:q + 1] == 0.0), f'position <= {q} saw code {q}'
+    assert np.all(moved[q + 1:] > 0.0), f'a position after {q} missed it'
+  # The conditioning reaches the first position.
+  other = network(codes, condition + 1.0).numpy()[0]
+  assert np.abs(other[0, 0] - base_logits[0, 0]).max() > 0
+
+
+def test_code_grid_log_prob_is_the_sum_of_categoricals_and_samples_match():
+  model, x = tiny_model()
+  q = model.partial_encoder(x, tf.ones_like(x))
+  assert q.batch_shape == [4] and q.event_shape == [2, 2]
+  codes = q.sample(3, seed=[5, 6])
+  assert codes.shape == (3, 4, 2, 2) and codes.dtype == tf.int32
+  assert np.all((codes.numpy() >= 0) & (codes.numpy() < 6))
+  logits = q.logits(codes)
+  expected = tf.reduce_sum(tfd_categorical_log_prob(logits, codes), [-2, -1])
+  np.testing.assert_allclose(q.log_prob(codes), expected, rtol=1e-5)
+  # Probabilities over all 6**4 grids of one row sum to one.
+  grids = np.stack(np.meshgrid(*[range(6)] * 4, indexing='ij'), -1)
+  grids = grids.reshape(-1, 1, 2, 2)
+  one = model.partial_encoder(x[:1], tf.ones_like(x[:1]))
+  total = tf.reduce_sum(tf.exp(one.log_prob(tf.constant(grids, tf.int32))))
+  np.testing.assert_allclose(total.numpy(), 1.0, rtol=1e-4)
+
+
+def tfd_categorical_log_prob(logits, codes):
+  return -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=codes,
+                                                         logits=logits)
+
+
+def test_sampler_draws_the_model_distribution():
+  """Frequencies of many draws of one row match exp(log_prob)."""
+  model, x = tiny_model()
+  q = model.partial_encoder(x[:1], tf.ones_like(x[:1]))
+  draws = q.sample(4000, seed=[7, 8]).numpy().reshape(4000, 4)
+  first = np.bincount(draws[:, 0], minlength=6) / 4000
+  logits = q.logits(tf.zeros([1, 1, 2, 2], tf.int32))[0, 0, 0, 0]
+  np.testing.assert_allclose(first, tf.nn.softmax(logits).numpy(), atol=0.03)
+
+
+def test_row_keyed_draws_do_not_depend_on_the_batch():
+  model, x = tiny_model()
+  mask = tf.cast(tf.random.stateless_uniform(x.shape, seed=[1, 1]) > 0.5,
+                 tf.float32)
+  seeds = imputation.row_seeds(x, mask, 3)
+  z = imputation.row_keyed_latents(model, x, mask, 2, seeds)
+  assert z.shape == (4, 2, 2, 2) and z.dtype == tf.int32
+  alone = imputation.row_keyed_latents(model, x[2:3], mask[2:3], 2, seeds[2:3])
+  np.testing.assert_array_equal(z[2:3], alone)
+  empty = imputation.row_keyed_latents(model, x[:0], mask[:0], 2, seeds[:0])
+  assert empty.shape == (0, 2, 2, 2)
+
+
+def test_vq_vae_contract_and_ema_moves_only_when_training():
+  model, x = tiny_model()
+  vae = model.vae
+  assert vae.latent_shape == (2, 2) and vae.latent_dtype == tf.int32
+  assert vae.noise_size == 0 and not vae.capabilities
+  before = vae.codebook.numpy().copy()
+  out = model.per_example_losses(x, tf.ones_like(x), tf.constant(1.0),
+                                 objective='partial', training=True)
+  np.testing.assert_array_equal(vae.codebook.numpy(), before)
+  assert set(out) >= {'loss', 'pm_loss', 'reconstruction', 'commitment',
+                      'perplexity', 'dead_codes'}
+  np.testing.assert_allclose(out['loss'], out['pm_loss'])
+  out = model.per_example_losses(x, tf.ones_like(x), tf.constant(1.0),
+                                 objective='vae', training=True)
+  assert not np.allclose(vae.codebook.numpy(), before)
+  np.testing.assert_allclose(out['loss'],
+                             out['reconstruction'] + out['commitment'],
+                             rtol=1e-5)
+  assert 1.0 <= float(out['perplexity'][0]) <= 6.0
+  decoded = vae.decode(tf.zeros([3, 4, 2, 2], tf.int32))
+  assert decoded.batch_shape == [3, 4] and decoded.event_shape == SHAPE
+  mean = decoded.mean().numpy()
+  assert mean.min() >= 0.0 and mean.max() <= 1.0
+
+
+def test_straight_through_gradients_reach_the_encoder_not_the_codebook():
+  model, x = tiny_model()
+  vae = model.vae
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum(vae.training_terms(x, 1.0, training=False).loss)
+  grads = tape.gradient(loss, vae.encoder.trainable_variables)
+  assert all(g is not None and np.any(g.numpy() != 0) for g in grads)
+  assert all(v is not vae.codebook for v in vae.trainable_variables)
+
+
+def test_dead_codes_restart_from_encoder_outputs():
+  model, x = tiny_model(dead_code_threshold=0.5)
+  vae = model.vae
+  for _ in range(3):
+    vae.training_terms(x, 1.0, training=True)
+  z_e = tf.reshape(vae.encoder(x), [-1, 3]).numpy()
+  counts = vae.ema_count.numpy()
+  restarted = np.isclose(counts, 1.0)  # 2 x threshold
+  assert restarted.any()
+  for k in np.flatnonzero(restarted):
+    assert np.min(np.abs(z_e - vae.codebook.numpy()[k]).sum(1)) < 1e-4
+
+
+def test_bad_configurations_are_one_line_user_errors():
+  with pytest.raises(UserError, match='grid_shape'):
+    VQVAE(SHAPE, grid_shape=(7, 7))
+  with pytest.raises(UserError, match='multiples of 4'):
+    VQVAE((10, 10, 1))
+  with pytest.raises(UserError, match='vector latent'):
+    matching.PosteriorMatchingVAE(
+        SHAPE, vae=functools.partial(GaussianVAE, latent_dim=3),
+        partial_encoder=TINY_CNN)
+  model, _ = tiny_model()
+  with pytest.raises(UserError, match='VQVAE base VAE') as e:
+    ConditionalLikelihood(model)
+  assert '\n' not in str(e.value)
+  with pytest.raises(UserError, match='reparameterised'):
+    matching.PosteriorMatchingVAE(SHAPE, vae=TINY_VQ,
+                                  partial_encoder=TINY_CNN,
+                                  stop_gradient=False)
+  with pytest.raises(UserError, match='analytic_kl'):
+    bad = matching.PosteriorMatchingVAE(SHAPE, vae=TINY_VQ,
+                                        partial_encoder=TINY_CNN,
+                                        pm_loss='analytic_kl')
+    x = tf.zeros([2, *SHAPE])
+    bad(x, tf.ones_like(x))
+    bad.per_example_losses(x, tf.ones_like(x), 1.0, objective='joint')
+  assert not model.vae.has(base.GAUSSIAN_LATENT)

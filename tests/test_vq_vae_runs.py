@@ -1,0 +1,129 @@
+"""A tiny VQ-VAE run end to end: stage 1, stage 2 (frozen), eval, export, TF-only serving."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pm_zoo import configs
+from pm_zoo import experiment
+from pm_zoo.errors import UserError
+from pm_zoo.serving import export
+from pm_zoo.serving import tf_only as tf_only_lib
+from pm_zoo.training import trainer as trainer_lib
+
+TF_ONLY = tf_only_lib.script(r'''
+path, work = sys.argv[1:]
+loaded = tf.saved_model.load(path)
+x = np.load(work + '/x.npy')
+mask = np.load(work + '/mask.npy')
+out = {'signatures': sorted(loaded.signatures)}
+s = loaded.signatures['sample'](x=tf.constant(x), mask=tf.constant(mask),
+                                num_samples=tf.constant(3),
+                                seed=tf.constant(7, tf.int64))
+again = loaded.signatures['sample'](x=tf.constant(x[1:2]),
+                                    mask=tf.constant(mask[1:2]),
+                                    num_samples=tf.constant(3),
+                                    seed=tf.constant(7, tf.int64))
+imp = loaded.signatures['impute'](x=tf.constant(x), mask=tf.constant(mask))
+out['samples_shape'] = list(s['samples'].shape)
+out['row_keyed'] = bool(np.allclose(s['samples'][1:2], again['samples']))
+out['impute_shape'] = list(imp['x'].shape)
+out['observed_kept'] = bool(np.allclose(
+    imp['x'].numpy()[mask > 0], x[mask > 0]))
+out['imported'] = blocked_imports()
+with open(work + '/out.json', 'w') as f:
+  json.dump(out, f)
+''')
+
+
+def _weights(model_dir, prefix):
+  reader = tf.train.load_checkpoint(os.path.join(model_dir, 'checkpoints'))
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k.startswith(prefix) and 'OPTIMIZER_SLOT' not in k}
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  base = tmp_path_factory.mktemp('vq_runs')
+  stage1, stage2 = str(base / 'stage1'), str(base / 'stage2')
+  configs.parse(['tiny/vqvae.gin'])
+  experiment.train(stage1)
+  configs.parse(['tiny/vqvae_partial.gin'])
+  experiment.train(stage2, vae_checkpoint=stage1)
+  return base, stage1, stage2
+
+
+def test_stage_two_trains_the_pixelcnn_and_leaves_the_vq_vae_frozen(runs):
+  _, stage1, stage2 = runs
+  vae1 = _weights(stage1, 'model/vae/')
+  vae2 = _weights(stage2, 'model/vae/')
+  assert vae1 and vae1.keys() == vae2.keys()
+  for key in vae1:  # codebook and EMA statistics included
+    np.testing.assert_array_equal(vae1[key], vae2[key], err_msg=key)
+  with open(os.path.join(stage1, 'training.json')) as f:
+    assert json.load(f)['step'] == 10
+  # Resuming at num_steps does nothing (both stages resume).
+  configs.parse(['tiny/vqvae_partial.gin'])
+  assert experiment.train(stage2, vae_checkpoint=stage1) == {}
+
+
+def test_eval_gives_psnr_and_the_training_curve_hook_works(runs):
+  _, _, stage2 = runs
+  configs.parse(['tiny/vqvae_partial.gin'])
+  metrics = experiment.evaluate(stage2)
+  assert np.isfinite(metrics['psnr']['mean'])
+  assert metrics['psnr']['trials'] == 2
+
+
+def test_eval_curve_is_written_along_training(tmp_path):
+  configs.parse(['tiny/vqvae.gin'], ['TrainConfig.eval_every = 5',
+                                     'TrainConfig.eval_examples = 8'])
+  experiment.train(str(tmp_path / 'run'))
+  with open(tmp_path / 'run' / trainer_lib.EVAL_CURVE) as f:
+    curve = json.load(f)
+  assert [p['step'] for p in curve] == [5, 10]
+  assert all(np.isfinite(p['reconstruction_psnr']) for p in curve)
+  assert all('psnr' not in p for p in curve)  # stage 1: no partial posterior
+
+
+def test_gaussian_only_paths_refuse_a_vq_vae_run(runs):
+  _, _, stage2 = runs
+  from pm_zoo.tasks import likelihood  # pylint: disable=g-import-not-at-top
+  model, _ = experiment.restore_for_eval(stage2)
+  with pytest.raises(UserError, match='VQVAE') as e:
+    likelihood.ConditionalLikelihood(model)
+  assert '\n' not in str(e.value)
+  from pm_zoo.acquisition import objective  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match='Gaussian posterior'):
+    objective.LookaheadModel(model)
+
+
+def test_export_serves_impute_and_sample_with_tensorflow_only(runs):
+  base, _, stage2 = runs
+  configs.parse(['tiny/vqvae_partial.gin'])
+  path = export.export(stage2, str(base / 'export'))
+  work = base / 'tf_only'
+  work.mkdir()
+  x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  mask = (np.random.default_rng(1).uniform(size=x.shape) > 0.5).astype(
+      np.float32)
+  np.save(work / 'x.npy', x)
+  np.save(work / 'mask.npy', mask)
+  (work / 'run.py').write_text(TF_ONLY)
+  proc = subprocess.run([sys.executable, str(work / 'run.py'), path,
+                         str(work)], cwd=str(work),
+                        env=tf_only_lib.environment(), capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(work / 'out.json') as f:
+    out = json.load(f)
+  assert {'impute', 'sample', 'encode'} <= set(out['signatures'])
+  assert 'conditional_log_prob' not in out['signatures']
+  assert out['samples_shape'] == [3, 3, 8, 8, 1]
+  assert out['impute_shape'] == [3, 8, 8, 1]
+  assert out['row_keyed'] and out['observed_kept']
+  assert out['imported'] == []
