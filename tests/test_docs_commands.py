@@ -118,27 +118,33 @@ def target(words, scripts):
 _FLAG_LISTER = r'''
 import json, sys
 from absl import flags
-import pm_zoo.launch.{name}
+import {module}
 fl = flags.FLAGS
 print(json.dumps({{n: type(fl[n]).__name__ == 'BooleanFlag'
                    or fl[n].boolean for n in fl}}))
 '''
 
 
-_LAUNCHER_FLAGS = {}
+_ABSL_FLAGS = {}
 
 
-def launcher_flags(name):
-  """{flag: is_boolean} of pm_zoo.launch.<name>, from a fresh process
-  (the launchers share absl's global flags, so one process per launcher)."""
-  if name not in _LAUNCHER_FLAGS:
+def absl_flags(module):
+  """{flag: is_boolean} of the absl flags defined once ``module`` is
+  imported, from a fresh process (launchers and absl benchmarks share absl's
+  global flags, so one process per module)."""
+  if module not in _ABSL_FLAGS:
     proc = subprocess.run(
-        [sys.executable, '-c', _FLAG_LISTER.format(name=name)], cwd=REPO,
+        [sys.executable, '-c', _FLAG_LISTER.format(module=module)], cwd=REPO,
         capture_output=True, text=True, timeout=120, check=False,
         env=dict(os.environ, PYTHONPATH=REPO))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    _LAUNCHER_FLAGS[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-  return _LAUNCHER_FLAGS[name]
+    _ABSL_FLAGS[module] = json.loads(proc.stdout.strip().splitlines()[-1])
+  return _ABSL_FLAGS[module]
+
+
+def launcher_flags(name):
+  """{flag: is_boolean} of pm_zoo.launch.<name>."""
+  return absl_flags(f'pm_zoo.launch.{name}')
 
 
 class _Captured(Exception):
@@ -146,7 +152,13 @@ class _Captured(Exception):
 
 
 def benchmark_options(name):
-  """The option strings of benchmarks/<name>.py's argparse parser."""
+  """The option strings of benchmarks/<name>.py: its argparse parser's, or
+  ``--flag`` (and ``--noflag`` for booleans) of its absl flags."""
+  source = open(os.path.join(REPO, 'benchmarks', f'{name}.py')).read()
+  if 'flags.DEFINE_' in source:
+    defined = absl_flags(f'benchmarks.{name}')
+    return ({f'--{flag}' for flag in defined} |
+            {f'--no{flag}' for flag, boolean in defined.items() if boolean})
   module = importlib.import_module(f'benchmarks.{name}')
   parsers = []
   original = argparse.ArgumentParser.parse_args
