@@ -94,7 +94,7 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path, init_weights):
   good = run.model.get_weights()
   iterations = int(run.optimizer.iterations.numpy())
   bad = table()
-  bad[:] = np.nan
+  bad[:] = np.inf  # non-finite values (NaN would be a missing cell now)
   cfg = config(num_steps=20, max_consecutive_nonfinite=4)
   resumed = make_trainer(tmp_path, cfg)
   with pytest.raises(trainer_lib.TrainingDivergedError, match='4 non-finite'):
