@@ -249,6 +249,14 @@ def test_missing_files(tmp_path):
   (tmp_path / 'x.xlsx').write_text('1')
   with pytest.raises(UserError, match='unknown table extension'):
     load_dataset('table', str(tmp_path / 'x.xlsx'))
+  # A directory for a file, and a file for a directory, are named as such.
+  (tmp_path / 'table.csv').mkdir()
+  with pytest.raises(UserError, match=r'table\.csv is a directory: pass '
+                     '--data_path pointing to an existing'):
+    load_dataset('table', str(tmp_path / 'table.csv'))
+  with pytest.raises(UserError, match=r'ok\.npy is a file: pass --data_path '
+                     'pointing to a directory'):
+    load_dataset('uci', str(tmp_path / 'ok.npy'))
 
 
 def test_incomplete_table_keeps_nan_drops_empty_rows_and_logs(tmp_path,

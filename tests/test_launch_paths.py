@@ -179,6 +179,10 @@ def _cases(t):
       ('acquire', [f'--model_dir={m}'], '--model_dir='),
       ('acquire', [f'--model_dir={d}', f'--output_dir={f}'],
        '--output_dir='),
+      ('cluster', [f'--model_dir={f}'], 'is a file, not a directory'),
+      ('cluster', [f"--model_dir={t['locked']}"], 'is not writable'),
+      ('cluster', [f'--model_dir={d}', f'--test_data_path={m}'],
+       '--test_data_path='),
   ]
 
 

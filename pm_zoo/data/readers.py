@@ -31,20 +31,27 @@ _IDX_DTYPES = {
 }
 
 
+def _require(path: str, is_dir: bool, what: str, flag: str) -> str:
+  """Returns ``path`` if it is an existing directory (``is_dir``) or file,
+  else raises a one-line UserError that names the mix-up or the absence."""
+  noun, other = ('directory', 'file') if is_dir else ('file', 'directory')
+  if path and os.path.exists(path) and os.path.isdir(path) != is_dir:
+    raise UserError(f'data {noun} {path} is a {other}: pass {flag} pointing '
+                    f'to {what}')
+  if not path or not os.path.exists(path):
+    raise UserError(f'data {noun} {path} does not exist: pass {flag} '
+                    f'pointing to {what}')
+  return path
+
+
 def require_file(path: str, what: str, flag: str = '--data_path') -> str:
   """Returns `path` if it is an existing file, else raises UserError."""
-  if not path or not os.path.isfile(path):
-    raise UserError(f'data file {path} does not exist: pass {flag} '
-                    f'pointing to an existing {what}')
-  return path
+  return _require(path, False, f'an existing {what}', flag)
 
 
 def require_dir(path: str, what: str) -> str:
   """Returns `path` if it is an existing directory, else raises UserError."""
-  if not path or not os.path.isdir(path):
-    raise UserError(f'data directory {path} does not exist: pass --data_path '
-                    f'pointing to a directory holding {what}')
-  return path
+  return _require(path, True, f'a directory holding {what}', '--data_path')
 
 
 def _read_bytes(path: str) -> bytes:

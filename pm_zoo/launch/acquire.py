@@ -79,9 +79,7 @@ def _path_flags():
       'model_dir': (FLAGS.model_dir, paths.WRITABLE_DIR if writes_into_run
                     else paths.EXISTING_DIR),
       'output_dir': (FLAGS.output_dir, paths.RUN_DIR),
-      'data_path': (FLAGS.data_path, paths.INPUT),
-      'test_data_path': (FLAGS.test_data_path, paths.INPUT),
-      'tfds_data_dir': (FLAGS.tfds_data_dir, paths.EXISTING_DIR),
+      **common.data_path_flags(),
   }
 
 

@@ -16,6 +16,7 @@ table.
 from absl import flags
 
 from pm_zoo.launch import common
+from pm_zoo.launch import paths
 
 common.define_data_flags()
 flags.DEFINE_multi_string(
@@ -42,7 +43,15 @@ def _cluster():
         f'{FLAGS.model_dir}/figures/clustering.png')
 
 
-main = common.launcher_main(_cluster, info_logs=True)
+def _path_flags():
+  return {
+      # clustering.json, figures/ and baseline/ are written into the run.
+      'model_dir': (FLAGS.model_dir, paths.WRITABLE_DIR),
+      **common.data_path_flags(),
+  }
+
+
+main = common.launcher_main(_cluster, info_logs=True, path_flags=_path_flags)
 
 
 def run():

@@ -30,6 +30,19 @@ def define_data_flags():
   flags.DEFINE_string('tfds_data_dir', None, 'tensorflow_datasets data_dir.')
 
 
+def data_path_flags() -> dict:
+  """``{flag: (value, kind)}`` for the flags of ``define_data_flags``, for a
+  launcher's ``path_flags``."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.launch import paths
+  values = flags.FLAGS
+  return {
+      'data_path': (values.data_path, paths.INPUT),
+      'test_data_path': (values.test_data_path, paths.INPUT),
+      'tfds_data_dir': (values.tfds_data_dir, paths.EXISTING_DIR),
+  }
+
+
 # Set to 1 to see TensorFlow's own start-up and C++ log lines.
 TF_LOGS_ENV = 'PM_ZOO_TF_LOGS'
 

@@ -62,9 +62,7 @@ def _train():
 def _path_flags():
   return {
       'model_dir': (FLAGS.model_dir, paths.RUN_DIR),
-      'data_path': (FLAGS.data_path, paths.INPUT),
-      'test_data_path': (FLAGS.test_data_path, paths.INPUT),
-      'tfds_data_dir': (FLAGS.tfds_data_dir, paths.EXISTING_DIR),
+      **common.data_path_flags(),
       'vae_checkpoint': (FLAGS.vae_checkpoint, paths.CHECKPOINT),
   }
 
