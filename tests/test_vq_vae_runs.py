@@ -12,6 +12,7 @@ from pm_zoo import configs
 from pm_zoo import experiment
 from pm_zoo.errors import UserError
 from pm_zoo.serving import export
+from pm_zoo.serving import loading
 from pm_zoo.serving import tf_only as tf_only_lib
 from pm_zoo.training import trainer as trainer_lib
 
@@ -100,6 +101,15 @@ def test_gaussian_only_paths_refuse_a_vq_vae_run(runs):
   from pm_zoo.acquisition import objective  # pylint: disable=g-import-not-at-top
   with pytest.raises(UserError, match='Gaussian posterior'):
     objective.LookaheadModel(model)
+  # The in-process runner (pm-impute --model_dir, the imputer) refuses the
+  # density in one line, as the SavedModel runner does.
+  configs.parse(['tiny/vqvae_partial.gin'])
+  module, _ = loading.from_model_dir(stage2)
+  runner = loading.InProcess(module)
+  x = np.zeros((2, 8, 8, 1), np.float32)
+  with pytest.raises(UserError, match='conditional_log_prob needs') as e:
+    runner.conditional_log_prob(x, np.ones_like(x), 4)
+  assert '\n' not in str(e.value)
 
 
 def test_export_serves_impute_and_sample_with_tensorflow_only(runs):

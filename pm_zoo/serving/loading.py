@@ -134,6 +134,11 @@ class InProcess(_Runner):
     return self.module.sample(x, mask, num_samples, seed)
 
   def _log_prob(self, x, mask, num_samples):
+    # The module holds no conditional_log_prob where the base VAE has no
+    # density: the contract's one-line refusal, as the SavedModel runner's.
+    self.module.model.vae.require(
+        module_lib.SIGNATURE_NEEDS[module_lib.CONDITIONAL_LOG_PROB],
+        'conditional_log_prob')
     return self.module.conditional_log_prob(x, mask, num_samples)
 
 
