@@ -58,8 +58,6 @@ logged); a column with no observed cell is an error.
 Global state: ``fit`` and ``load`` parse gin (clearing any config you had).
 """
 import os
-import shutil
-import tempfile
 from typing import Optional, Sequence
 
 from absl import logging
@@ -69,6 +67,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pm_zoo import run_dir
+from pm_zoo import sklearn_runs
 from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 from pm_zoo.serving import inputs
@@ -99,7 +98,8 @@ def _head_class(name: str) -> str:
   return head
 
 
-class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
+class PosteriorMatchingImputer(sklearn_runs.RunBackedEstimator,
+                               TransformerMixin, BaseEstimator):
   """Imputes NaN entries with a Posterior Matching VAE (see module doc).
 
   Args:
@@ -127,6 +127,9 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
   ``ServingModule`` whose functions the imputer calls, the ones
   ``pm-export`` saves).
   """
+
+  ESTIMATOR_FILE = ESTIMATOR_FILE
+  RUN_PREFIX = 'imputer'
 
   def __init__(self, gin_file: str = 'table.gin',
                latent_dim: Optional[int] = None,
@@ -252,21 +255,8 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
     self._restore(model_dir)
     return self
 
-  def _new_run_dir(self) -> str:
-    if self.model_dir is None:
-      self._tmp_dir = tempfile.TemporaryDirectory(prefix='pm_zoo_imputer_')
-      return self._tmp_dir.name
-    if os.path.exists(self.model_dir) and (
-        not os.path.isdir(self.model_dir) or os.listdir(self.model_dir)):
-      raise UserError(f'model_dir {self.model_dir} is not an empty directory: '
-                      'pass a new one, or PosteriorMatchingImputer.load it')
-    os.makedirs(self.model_dir, exist_ok=True)
-    return self.model_dir
-
   def _saved_params(self) -> dict:
-    params = self.get_params()
-    params['model_dir'] = None
-    params['gin_bindings'] = list(params['gin_bindings'])
+    params = super()._saved_params()
     if params.get('column_types'):
       params['column_types'] = {str(k): v
                                 for k, v in params['column_types'].items()}
@@ -393,37 +383,6 @@ class PosteriorMatchingImputer(TransformerMixin, BaseEstimator):
         for i in range(0, len(x), step)]).astype(np.float64)
 
   # ------------------------------------------------------------ persistence
-  def save(self, path: str, overwrite: bool = False) -> str:
-    """Copies the run to ``path`` (atomically); returns ``path``.
-
-    The copy is a complete pm-train run directory: ``pm-eval``,
-    ``pm-export`` and ``pm-impute --model_dir`` accept it, and
-    ``PosteriorMatchingImputer.load(path)`` restores this estimator.
-    """
-    check_is_fitted(self, 'model_dir_')
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
-      raise UserError(f'{path} exists: pass overwrite=True or another path')
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-imputer-', dir=parent)
-    try:
-      shutil.copytree(self.model_dir_, tmp, dirs_exist_ok=True)
-      _move_data_paths(tmp, os.path.abspath(self.model_dir_), path)
-      run_dir.write_json(os.path.join(tmp, ESTIMATOR_FILE),
-                         self._saved_params())
-      if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix='.old-imputer-', dir=parent)
-        os.rename(path, os.path.join(old, 'run'))
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-      else:
-        os.rename(tmp, path)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
-    return path
-
   @classmethod
   def load(cls, path: str) -> 'PosteriorMatchingImputer':
     """The imputer saved in ``path`` (or any pm-train run on a table)."""
@@ -461,16 +420,3 @@ def _fit_schema(X, column_types, max_categories, what):  # pylint: disable=inval
     X = inputs.as_table(X, what)  # pylint: disable=invalid-name
   schema = schema_lib.infer(X, column_types, max_categories, what)
   return schema, schema.encode(X, what)
-
-
-def _move_data_paths(model_dir: str, old_dir: str, new_dir: str) -> None:
-  """Points the run's data.json at its copy of the fit data, if it has one."""
-  path = os.path.join(model_dir, run_dir.DATA)
-  data = run_dir.read_json(path)
-  if not data:
-    return
-  for key in ('path', 'test_path'):
-    value = data.get(key)
-    if value and os.path.dirname(value) == old_dir:
-      data[key] = os.path.join(new_dir, os.path.basename(value))
-  run_dir.write_json(path, data)

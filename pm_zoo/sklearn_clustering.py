@@ -30,8 +30,6 @@ exponential_decay.initial, ``random_state`` -> seeds.
 Global state: ``fit`` and ``load`` parse gin (clearing any config you had).
 """
 import os
-import shutil
-import tempfile
 from typing import Optional, Sequence
 
 from absl import logging
@@ -41,6 +39,7 @@ from sklearn.base import ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
 from pm_zoo import run_dir
+from pm_zoo import sklearn_runs
 from pm_zoo.errors import UserError
 
 ESTIMATOR_FILE = 'clusterer.json'
@@ -66,7 +65,8 @@ def _as_array(X, what):  # pylint: disable=invalid-name
   return x
 
 
-class PosteriorMatchingClusterer(ClusterMixin, BaseEstimator):
+class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
+                                 ClusterMixin, BaseEstimator):
   """Clusters rows or images from whatever is observed (see module doc).
 
   Args:
@@ -86,6 +86,10 @@ class PosteriorMatchingClusterer(ClusterMixin, BaseEstimator):
   Fitted attributes: ``model_dir_``, ``labels_`` (clusters of the training
   rows), ``n_features_in_`` (tables) and ``feature_shape_``.
   """
+
+  ESTIMATOR_FILE = ESTIMATOR_FILE
+  RUN_PREFIX = 'clusterer'
+  RUN_SUBDIRS = tuple(name for name, _ in STAGES)
 
   def __init__(self, n_clusters: int = 10, gin_file: Optional[str] = None,
                latent_dim: Optional[int] = None,
@@ -200,23 +204,6 @@ class PosteriorMatchingClusterer(ClusterMixin, BaseEstimator):
     self.labels_ = self.predict(X)
     return self
 
-  def _new_run_dir(self) -> str:
-    if self.model_dir is None:
-      self._tmp_dir = tempfile.TemporaryDirectory(prefix='pm_zoo_clusterer_')
-      return self._tmp_dir.name
-    if os.path.exists(self.model_dir) and (
-        not os.path.isdir(self.model_dir) or os.listdir(self.model_dir)):
-      raise UserError(f'model_dir {self.model_dir} is not an empty directory: '
-                      'pass a new one, or PosteriorMatchingClusterer.load it')
-    os.makedirs(self.model_dir, exist_ok=True)
-    return self.model_dir
-
-  def _saved_params(self) -> dict:
-    params = self.get_params()
-    params['model_dir'] = None
-    params['gin_bindings'] = list(params['gin_bindings'])
-    return params
-
   def _restore(self, model_dir: str) -> None:
     # pylint: disable=g-import-not-at-top
     from pm_zoo.serving import cluster
@@ -263,34 +250,6 @@ class PosteriorMatchingClusterer(ClusterMixin, BaseEstimator):
     return self.fit(X, y).labels_
 
   # ------------------------------------------------------------ persistence
-  def save(self, path: str, overwrite: bool = False) -> str:
-    """Copies the three runs to ``path`` (atomically); returns ``path``."""
-    check_is_fitted(self, 'model_dir_')
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not overwrite:
-      raise UserError(f'{path} exists: pass overwrite=True or another path')
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-clusterer-', dir=parent)
-    try:
-      shutil.copytree(self.model_dir_, tmp, dirs_exist_ok=True)
-      old_dir = os.path.abspath(self.model_dir_)
-      for name, _ in STAGES:
-        _move_data_paths(os.path.join(tmp, name), old_dir, path)
-      run_dir.write_json(os.path.join(tmp, ESTIMATOR_FILE),
-                         self._saved_params())
-      if os.path.exists(path):
-        old = tempfile.mkdtemp(prefix='.old-clusterer-', dir=parent)
-        os.rename(path, os.path.join(old, 'run'))
-        os.rename(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-      else:
-        os.rename(tmp, path)
-    except BaseException:
-      shutil.rmtree(tmp, ignore_errors=True)
-      raise
-    return path
-
   @classmethod
   def load(cls, path: str) -> 'PosteriorMatchingClusterer':
     """The clusterer saved in ``path``."""
@@ -302,16 +261,3 @@ class PosteriorMatchingClusterer(ClusterMixin, BaseEstimator):
     clusterer = cls(**params)
     clusterer._restore(os.path.abspath(path))  # pylint: disable=protected-access
     return clusterer
-
-
-def _move_data_paths(stage_dir: str, old_dir: str, new_dir: str) -> None:
-  """Points a stage's data.json at the saved copy of the fit data."""
-  path = os.path.join(stage_dir, run_dir.DATA)
-  data = run_dir.read_json(path)
-  if not data:
-    return
-  for key in ('path', 'test_path'):
-    value = data.get(key)
-    if value and os.path.dirname(value) == old_dir:
-      data[key] = os.path.join(new_dir, os.path.basename(value))
-  run_dir.write_json(path, data)
