@@ -180,3 +180,40 @@ def test_bad_configurations_are_one_line_user_errors():
     bad(x, tf.ones_like(x))
     bad.per_example_losses(x, tf.ones_like(x), 1.0, objective='joint')
   assert not model.vae.has(base.GAUSSIAN_LATENT)
+
+
+def test_ema_codebook_under_mirrored_strategy_equals_one_device():
+  """Two replicas, each with half of the batch, make the EMA update (counts,
+  sums, dead-code restarts from the gathered encoder outputs) that one
+  device makes with the whole batch: every replica ends with that codebook."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.training import strategy as strategy_lib
+  strategy = strategy_lib.make_strategy('mirrored')
+  assert strategy.num_replicas_in_sync == 2
+  settings = dict(dead_code_threshold=0.5)
+  with keras_api.seeded_initializers(0):
+    single, x = tiny_model(**settings)
+  with strategy.scope(), keras_api.seeded_initializers(0):
+    mirrored, _ = tiny_model(**settings)
+  for v_single, v_mirrored in zip(single.variables, mirrored.variables):
+    np.testing.assert_array_equal(v_single.numpy(), v_mirrored.numpy())
+  batches = iter(strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(x).repeat(3)))
+
+  @tf.function
+  def mirrored_step(batch):
+    strategy.run(lambda b: mirrored.vae.training_terms(b, 1.0, training=True),
+                 args=(batch,))
+
+  for _ in range(3):
+    single.vae.training_terms(x, 1.0, training=True)
+    mirrored_step(next(batches))
+  vae = mirrored.vae
+  assert int(vae.ema_updates.numpy()) == 3
+  for name in ('codebook', 'ema_count', 'ema_sum'):
+    want = getattr(single.vae, name).numpy()
+    for replica_value in strategy.experimental_local_results(
+        getattr(vae, name)):
+      np.testing.assert_allclose(replica_value.numpy(), want, rtol=1e-5,
+                                 atol=1e-6, err_msg=name)
+  assert np.isclose(single.vae.ema_count.numpy(), 1.0).any()  # restarts ran
