@@ -204,7 +204,7 @@ def table_benchmark():
       (train - mean) / std)
   imputed = np.where(hidden, 0.0, (test - mean) / std)
   methods = {
-      'PM-VaDE (30% missing)': clusterer.predict(holes),
+      f'PM-VaDE ({FLAGS.missing:.0%} missing)': clusterer.predict(holes),
       'PM-VaDE (complete)': clusterer.predict(test),
       'k-means (mean-imputed)': kmeans.predict(imputed),
       'k-means (complete)': kmeans.predict((test - mean) / std),

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO
 import pm_zoo
 from pm_zoo.errors import UserError
 from pm_zoo.tasks import clustering
@@ -152,3 +153,19 @@ def test_pm_cluster_on_tiny_images(tmp_path):
   for name in ('clustering.png', 'latent_map.png'):
     assert os.path.getsize(os.path.join(previous, 'figures', name)) > 1000
   assert 'PM-VaDE' in proc.stdout
+  # benchmarks/clustering.py on the same run: every method on the same masks.
+  output = tmp_path / 'bench' / 'clustering.json'
+  output.parent.mkdir()
+  proc = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.clustering', f'--model_dir={previous}',
+       '--max_examples=40', '--fractions=3', '--trials=2', '--num_samples=3',
+       '--baseline_steps=0', '--fit_examples=100', f'--output={output}'],
+      capture_output=True, text=True, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  bench = json.load(open(output))
+  assert bench['test_examples'] == 40 and bench['fractions'] == [0.0, 0.5, 1.0]
+  assert set(bench['methods']) == {'PM-VaDE', 'k-means (mean-imputed)',
+                                   'GMM (mean-imputed)'}
+  for method in bench['methods'].values():
+    assert all(0 < a <= 1 for a in method['accuracy']['mean'])
+  assert os.path.getsize(output.parent / 'clustering_benchmark.png') > 1000
