@@ -228,10 +228,10 @@ class PosteriorMatching(_Method):
 
   fits = False
 
-  def __init__(self, model, config, cardinalities=None):
+  def __init__(self, model, config):
     from pm_zoo.tasks.imputation import Imputer  # pylint: disable=g-import-not-at-top
     self.config = config
-    self.imputer = Imputer(model, config.batch_size, cardinalities)
+    self.imputer = Imputer(model, config.batch_size)
     self.settings = (f'mean of {config.num_imputations} imputations, '
                      f'batch {config.batch_size}')
 
@@ -517,7 +517,7 @@ def make_mixed_method(method: str, model, config, n_jobs: int,
   if method == 'miceforest':
     return MiceForest(cardinalities, n_jobs)
   if method == 'pm':
-    return PosteriorMatching(model, config, cardinalities)
+    return PosteriorMatching(model, config)
   if method == 'mean':
     return MixedMean(cardinalities)
   if method == 'knn':

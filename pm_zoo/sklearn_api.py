@@ -14,8 +14,9 @@ overrides it by column name), trains on the observed cells only (see
 ``pm_zoo.matching`` for the method), and ``transform`` returns the input's
 kind: a DataFrame keeps its index, columns and dtypes (categorical cells
 come back as their category, integer columns as integers), a numeric array
-gives float64. A categorical cell is imputed by the mode of the
-``num_samples`` imputations; ``sample`` keeps every draw. A category that
+gives float64. A categorical cell is imputed by its most probable category
+under the posterior predictive, argmax_c of the mean over ``num_samples``
+draws z_s ~ q(z | x_o) of p(x_j = c | z_s); ``sample`` keeps every draw. A category that
 ``fit`` never saw: ``handle_unknown='error'`` (default) names the column and
 value, ``'missing'`` imputes the cell instead. ``set_output(transform=
 'pandas')`` turns array outputs into DataFrames (scikit-learn's
@@ -342,7 +343,8 @@ class PosteriorMatchingImputer(sklearn_runs.RunBackedEstimator,
 
   def transform(self, X):  # pylint: disable=invalid-name
     """X with each missing cell imputed: the mean of ``num_samples``
-    imputations (a categorical cell: their mode).
+    imputations (a categorical cell: the most probable category under the
+    posterior predictive of those draws).
 
     Observed values are returned exactly as given; a numeric array gives
     float64 ``[N, D]``, a DataFrame a DataFrame like it.

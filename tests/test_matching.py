@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from pm_zoo import keras_api
 from pm_zoo import matching
 from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
@@ -121,7 +122,8 @@ def test_pm_loss_decreases_with_a_frozen_vae(partial_head):
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
     return loss
 
-  losses = [float(step(i)) for i in range(80)]
+  # A tensor step index: a Python int would retrace the function each step.
+  losses = [float(step(tf.constant(i))) for i in range(80)]
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5
   for before, v in zip(vae_before, model.vae.trainable_variables):
     np.testing.assert_array_equal(before, v.numpy())
@@ -129,12 +131,15 @@ def test_pm_loss_decreases_with_a_frozen_vae(partial_head):
 
 def test_analytic_kl_is_the_sampled_loss_minus_the_posterior_entropy():
   """KL(q_psi || q_theta) = E_{q_psi}[-log q_theta(z)] - H(q_psi) (Eq. 3 vs 5)."""
-  model = make_model(pm_loss='analytic_kl')
+  # Seeded weights: unseeded, they depend on what the process built before,
+  # and with some the Monte Carlo error of 20k draws neared the tolerance.
+  with keras_api.seeded_initializers(0):
+    model = make_model(pm_loss='analytic_kl')
   x = tf.random.stateless_normal([3, 4], seed=[5, 6])
   mask = tf.constant([[1.0, 0.0, 1.0, 0.0]] * 3)
   kl = model.per_example_losses(x, mask, 1.0, seed=[1, 2])['pm_loss'].numpy()
   posterior = model.vae.encode(x)
-  z = posterior.sample(20000, seed=[3, 4])
+  z = posterior.sample(200000, seed=[3, 4])
   cross_entropy = -tf.reduce_mean(
       model.partial_encoder(x, mask).log_prob(z), axis=0)
   expected = (cross_entropy - posterior.entropy()).numpy()

@@ -63,3 +63,31 @@ def test_mixed_table_refuses_bad_layouts():
     tabular.MixedTable([3], cardinalities=(0, 2))
   with pytest.raises(UserError, match='cardinality -1'):
     tabular.slot_layout((0, -1))
+
+
+def test_categorical_point_imputation_is_the_posterior_predictive_mode():
+  """Three draws of z: two lean to category 1 (p = 0.6), one is sure of 0
+  (p = 0.99). The vote of the per-draw codes says 1; the posterior
+  predictive mean(p) = (0.597, 0.403) says 0, and that is what is imputed;
+  an observed cell keeps its value."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.tasks import imputation
+  head = tabular.MixedTable([2], cardinalities=(0, 2), init_scale=1.0)
+  logits = np.log([[0.4, 0.6], [0.4, 0.6], [0.99, 0.01]])
+  params = np.concatenate([np.zeros((3, 1)), logits], axis=1)
+  dist = head.distribution(tf.constant(params[:, None, :], tf.float32))
+  per_draw = dist.mean().numpy()[:, 0, 1]                   # [S]
+  assert np.bincount(per_draw.astype(int)).argmax() == 1
+  codes = imputation.predictive_codes(dist, sample_axis=0)
+  assert [j for j, _ in codes] == [1]
+  np.testing.assert_array_equal(codes[0][1].numpy(), [0])
+  point = tf.constant([[0.5, 1.0], [0.5, 1.0]])
+  x = tf.constant([[0.0, 1.0], [0.0, 1.0]])
+  mask = tf.constant([[1.0, 0.0], [1.0, 1.0]])
+  both = [(1, tf.constant([0, 0], tf.int64))]
+  np.testing.assert_array_equal(
+      imputation.with_predictive_codes(point, x, mask, both).numpy(),
+      [[0.5, 0.0], [0.5, 1.0]])
+  # Decoders without categorical columns are left alone.
+  assert imputation.predictive_codes(
+      tfp.distributions.Normal(tf.zeros([3, 2]), 1.0), sample_axis=0) == []

@@ -6,7 +6,8 @@ The output has the input's header, column order, rows and delimiter; the
 observed cells are copied as written and each missing cell (empty, NA, NaN,
 ...) gets the mean of ``num_samples`` imputations. A model with text
 (categorical) columns reads their cells as category text and writes an
-imputed cell as the category (the mode of the imputations); an integer
+imputed cell as the category (the most probable under the posterior
+predictive of the imputations' draws); an integer
 column's imputations are written as integers. A category the model never
 saw is an error naming the line and column, or, with
 ``unknown='missing'`` (``--handle_unknown=missing``), a cell to impute. ``samples_output`` (a

@@ -218,8 +218,9 @@ class ServingModule(tf.Module):
           'lists them), or NaN to impute it')))
     return checks
 
-  def _finish(self, x, mask, decoded):
-    """Raw samples [B, S, *fs] and the point imputation [B, *fs]."""
+  def _finish(self, x, mask, decoded, codes):
+    """Raw samples [B, S, *fs] and the point imputation [B, *fs]; ``codes``:
+    ``imputation.predictive_codes`` of the categorical columns."""
     raw = decoded * self._std + self._mean
     plan = self._plan.value
     if plan['integer'] or plan['constant'] or plan['categorical']:
@@ -235,8 +236,8 @@ class ServingModule(tf.Module):
       columns = tf.unstack(point, axis=-1)
       for j in plan['integer']:
         columns[j] = tf.round(columns[j])
-      for j, _, k in plan['categorical']:
-        columns[j] = mode_over_samples(samples[..., j], k)
+      for j, code in codes:
+        columns[j] = tf.cast(code, columns[j].dtype)
       point = tf.stack(columns, axis=-1)
     return samples, tf.where(mask > 0, x, point)
 
@@ -252,8 +253,10 @@ class ServingModule(tf.Module):
   # ------------------------------------------------------------ signatures
   def _sample(self, x, mask, num_samples, seed):
     z, mask, _ = self._latents(x, mask, num_samples, seed)
-    decoded = self.model.vae.decode(z, training=False).mean()  # [B, S, *fs]
-    samples, point = self._finish(x, mask, decoded)
+    decoded = self.model.vae.decode(z, training=False)  # batch [B, S]
+    samples, point = self._finish(
+        x, mask, decoded.mean(),
+        imputation.predictive_codes(decoded, sample_axis=1))
     return {'samples': samples, 'x': point}
 
   def _impute(self, x, mask):
@@ -300,15 +303,6 @@ class ServingModule(tf.Module):
         rows = tf.reshape(empty, [-1] + [1] * (len(of_posterior.shape) - 1))
         out[name] = tf.where(rows, of_prior, of_posterior)
     return out
-
-
-def mode_over_samples(codes: tf.Tensor, k: int) -> tf.Tensor:
-  """The most frequent code over axis 1 of ``codes [B, S]`` (float codes
-  0..k-1); ties go to the lowest code. float32 ``[B]``."""
-  one_hot = tf.one_hot(tf.cast(tf.round(codes), tf.int32), k,
-                       dtype=tf.float32)
-  counts = tf.reduce_sum(one_hot, axis=1)  # [B, k]
-  return tf.cast(tf.argmax(counts, axis=-1), codes.dtype)
 
 
 def _column_plan(schema, standardizer) -> Dict:

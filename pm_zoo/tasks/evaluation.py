@@ -104,7 +104,7 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
   std = None
   if incomplete and numeric:
     std = np.array([np.std(test[observed[:, j] > 0, j]) for j in numeric])
-  imputer = Imputer(model, config.batch_size, cardinalities=cards or None)
+  imputer = Imputer(model, config.batch_size)
   mask_dist = config.mask_for(kind)
   pfcs = []
   values, log_likelihoods = [], []
