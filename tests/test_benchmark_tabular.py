@@ -197,3 +197,23 @@ def test_parse_table_and_heads():
                              ) == ['MaskedAutoregressiveFlow',
                                    'FullCovarianceGaussian']
   assert set(tabular.head_names().values()) == set(tabular.HEADS)
+
+
+def test_imputer_fit_time_benchmark_times_every_method(tmp_path):
+  output = tmp_path / 'fit_time.json'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.imputer_fit_time', '--rows=200',
+       '--columns=4', '--num_steps=20', f'--output={output}'],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(output.read_text())
+  assert set(result['fit_seconds']) == {'pm', 'knn', 'iterative-bayesridge'}
+  assert all(v > 0 for v in result['fit_seconds'].values())
+  assert result['ratio_to_pm']['pm'] == 1.0
+  assert result['pm_num_steps'] == 20
+  assert 'tensorflow' in result['environment']['versions']
+  bad = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.imputer_fit_time', '--missing=1.5'],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert bad.returncode == 2
+  assert bad.stderr.strip().splitlines()[-1].startswith('error: --missing=1.5')
