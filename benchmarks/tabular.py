@@ -341,14 +341,9 @@ class MixedMean(_Mixed):
     return np.where(mask > 0, x, self.fill)
 
 
-class MixedKNN(_Mixed):
-
-  def __init__(self, cardinalities):
-    super().__init__(cardinalities)
-    from sklearn.impute import KNNImputer  # pylint: disable=g-import-not-at-top
-    self.imputer = KNNImputer(n_neighbors=KNN_NEIGHBORS)
-    self.settings = (f'KNNImputer(n_neighbors={KNN_NEIGHBORS}) on numeric '
-                     'columns + one-hot categorical blocks')
+class _OneHotImputer(_Mixed):
+  """A scikit-learn imputer (``self.imputer``) over the numeric columns and
+  one-hot categorical blocks; a categorical cell gets its block's argmax."""
 
   def fit(self, train):
     self.imputer.fit(self.one_hot(train))
@@ -359,11 +354,20 @@ class MixedKNN(_Mixed):
     for j, k in enumerate(self.cards):
       if k:
         out[:, j] = filled[:, start:start + k].argmax(axis=1)
-        start += k
       else:
         out[:, j] = filled[:, start]
-        start += 1
+      start += max(k, 1)
     return np.where(mask > 0, x, out)
+
+
+class MixedKNN(_OneHotImputer):
+
+  def __init__(self, cardinalities):
+    super().__init__(cardinalities)
+    from sklearn.impute import KNNImputer  # pylint: disable=g-import-not-at-top
+    self.imputer = KNNImputer(n_neighbors=KNN_NEIGHBORS)
+    self.settings = (f'KNNImputer(n_neighbors={KNN_NEIGHBORS}) on numeric '
+                     'columns + one-hot categorical blocks')
 
 
 class ChainedEquations(_Mixed):
@@ -478,7 +482,7 @@ class MiceForest(_Mixed):
     return np.where(mask > 0, x, out)
 
 
-class OneHotIterative(_Mixed):
+class OneHotIterative(_OneHotImputer):
   """scikit-learn's IterativeImputer(BayesianRidge) as it is, fitted on the
   incomplete train split, over numeric columns and one-hot categorical
   blocks (a categorical cell gets its block's argmax)."""
@@ -495,20 +499,6 @@ class OneHotIterative(_Mixed):
                      f'{ITERATIVE_ROUNDS}) on numeric columns + one-hot '
                      'categorical blocks, fitted on the incomplete train '
                      'split')
-
-  def fit(self, train):
-    self.imputer.fit(self.one_hot(train))
-
-  def impute(self, x, mask, trial):
-    filled = self.imputer.transform(self.one_hot(_with_nan(x, mask)))
-    out, start = np.empty_like(x), 0
-    for j, k in enumerate(self.cards):
-      if k:
-        out[:, j] = filled[:, start:start + k].argmax(axis=1)
-      else:
-        out[:, j] = filled[:, start]
-      start += max(k, 1)
-    return np.where(mask > 0, x, out)
 
 
 def make_mixed_method(method: str, model, config, n_jobs: int,

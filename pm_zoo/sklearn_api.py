@@ -167,11 +167,6 @@ class PosteriorMatchingImputer(sklearn_runs.RunBackedEstimator,
     self.max_categories = max_categories
     self.handle_unknown = handle_unknown
 
-  def __sklearn_tags__(self):
-    tags = super().__sklearn_tags__()
-    tags.input_tags.allow_nan = True
-    return tags
-
   # ------------------------------------------------------------ training
   def _bindings(self, rows: int):
     """(gin bindings of the arguments that are set, training rows)."""

@@ -117,11 +117,6 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
     self.gin_bindings = gin_bindings
     self.verbose = verbose
 
-  def __sklearn_tags__(self):
-    tags = super().__sklearn_tags__()
-    tags.input_tags.allow_nan = True
-    return tags
-
   # ------------------------------------------------------------ training
   def _bindings(self, objective: str, rows: int):
     if int(self.n_clusters) < 1:

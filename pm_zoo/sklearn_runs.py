@@ -24,12 +24,18 @@ class RunBackedEstimator:
   Subclasses set ``ESTIMATOR_FILE`` (the JSON of constructor arguments),
   ``RUN_PREFIX`` (name prefix of its temporary directories) and
   ``RUN_SUBDIRS`` (the runs inside the directory; ``('',)``: it is one run),
-  and keep the fitted directory in ``model_dir_``.
+  and keep the fitted directory in ``model_dir_``. Both estimators take
+  NaN for missing cells, so their scikit-learn tags allow NaN.
   """
 
   ESTIMATOR_FILE: str
   RUN_PREFIX: str
   RUN_SUBDIRS: Sequence[str] = ('',)
+
+  def __sklearn_tags__(self):
+    tags = super().__sklearn_tags__()
+    tags.input_tags.allow_nan = True
+    return tags
 
   def _new_run_dir(self) -> str:
     """``model_dir`` (created; refused unless new or empty) or a temp dir."""

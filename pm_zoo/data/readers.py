@@ -166,8 +166,8 @@ def _read_csv_rows(path: str) -> Tuple[List[List[str]], List[int],
   return rows, line_numbers, header
 
 
-def _cells_to_float(path, rows, line_numbers, width, names) -> np.ndarray:
-  """Converts cells to float64; missing markers -> NaN; else UserError."""
+def _check_rows(path, rows, line_numbers, width) -> None:
+  """Every row has ``width`` fields and there is at least one; else UserError."""
   for row, line in zip(rows, line_numbers):
     if len(row) != width:
       raise UserError(f'{path} line {line} has {len(row)} fields, expected '
@@ -175,6 +175,11 @@ def _cells_to_float(path, rows, line_numbers, width, names) -> np.ndarray:
   if not rows:
     raise UserError(f'{path} has a header but no data rows: give at least '
                     f'one row of numbers')
+
+
+def _cells_to_float(path, rows, line_numbers, width, names) -> np.ndarray:
+  """Converts cells to float64; missing markers -> NaN; else UserError."""
+  _check_rows(path, rows, line_numbers, width)
   try:
     return np.asarray(rows, dtype=np.float64)
   except ValueError:
@@ -279,13 +284,7 @@ def read_table_with_schema(
   else:
     rows, line_numbers, names = _read_csv_rows(path)
     width = len(names) if names else len(rows[0])
-    for row, line in zip(rows, line_numbers):
-      if len(row) != width:
-        raise UserError(f'{path} line {line} has {len(row)} fields, expected '
-                        f'{width}: give every row the same number of columns')
-    if not rows:
-      raise UserError(f'{path} has a header but no data rows: give at least '
-                      f'one row of numbers')
+    _check_rows(path, rows, line_numbers, width)
     keep, names = _kept_columns(width, names, drop_columns, path)
     rows = [[row[j] for j in keep] for row in rows]
     header = names or [f'c{j}' for j in keep]
