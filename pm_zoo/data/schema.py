@@ -406,12 +406,7 @@ def _columns_of(table, what: str) -> List[Any]:
   if array.dtype.kind not in 'biufO' and array.dtype.kind not in 'US':
     raise UserError(f'{what} has dtype {array.dtype}: give numbers, text or '
                     'a pandas DataFrame')
-  if array.ndim != 2:
-    raise UserError(f'{what} has shape {list(array.shape)}: give a table '
-                    '[rows, columns]')
-  if array.shape[0] == 0 or array.shape[1] == 0:
-    raise UserError(f'{what} has shape {list(array.shape)}: give at least '
-                    'one row and one column')
+  require_table_shape(array, what)
   return [array[:, j] for j in range(array.shape[1])]
 
 
@@ -567,3 +562,13 @@ def read_run_schema(model_dir: str) -> Optional[TableSchema]:
   schemas, whose columns are all numeric)."""
   path = os.path.join(model_dir, SCHEMA_FILE)
   return TableSchema.load(path) if os.path.exists(path) else None
+
+
+def require_table_shape(array: np.ndarray, what: str) -> None:
+  """A one-line UserError unless ``array`` is 2-D with rows and columns."""
+  if array.ndim != 2:
+    raise UserError(f'{what} has shape {list(array.shape)}: give a table '
+                    '[rows, columns]')
+  if array.shape[0] == 0 or array.shape[1] == 0:
+    raise UserError(f'{what} has shape {list(array.shape)}: give at least '
+                    'one row and one column')

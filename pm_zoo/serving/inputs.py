@@ -9,6 +9,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from pm_zoo.data import schema as schema_lib
 from pm_zoo.errors import UserError
 
 
@@ -19,12 +20,7 @@ def as_table(values, what: str = 'X') -> np.ndarray:
   except (TypeError, ValueError) as e:
     raise UserError(f'{what} is not numeric ({e}): give numbers, with NaN '
                     'for missing values') from None
-  if table.ndim != 2:
-    raise UserError(f'{what} has shape {list(table.shape)}: give a table '
-                    '[rows, columns]')
-  if table.shape[0] == 0 or table.shape[1] == 0:
-    raise UserError(f'{what} has shape {list(table.shape)}: give at least one '
-                    'row and one column')
+  schema_lib.require_table_shape(table, what)
   return table
 
 
