@@ -47,7 +47,7 @@ the module tracks only the model's variables (not the Keras objects), so a
 process with nothing but TensorFlow loads and runs the SavedModel.
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import tensorflow as tf

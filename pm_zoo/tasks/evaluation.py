@@ -8,7 +8,6 @@ masks (one seed per trial, so every method evaluated with the same seed sees
 the same masks).
 """
 import dataclasses
-import os
 from typing import Callable, Dict, Optional
 
 from absl import logging
