@@ -98,6 +98,13 @@ the baselines are the general versions, which fit on incomplete rows:
                         cells, then ``ITERATIVE_ROUNDS`` passes over the
                         test rows with the last models.
 
+Cross-validation (``--folds=K``, ``benchmarks/folds.py``): a table given as
+one file is cut into K folds by a seeded permutation (``--fold_seed``); the
+whole benchmark runs once per fold (fold k tests, the rest trains) and each
+method's K x trials scores are pooled, so every row is a test row once: on
+a small table (cars, 406 rows) one 80/20 split scores too few cells to rank
+imputers whose PFC differs by a few cells.
+
 On a numeric table with complete training rows these are exactly the
 methods above, so the old numbers stand. miceforest and HyperImpute are not
 among the baselines: see docs/tables.md for why.
@@ -124,6 +131,9 @@ Output (``--output``, written atomically), one entry per table:
                             "masks_sha256", "settings", "ll_trials",
                             "ll_samples", "model_dir"}}}
 
+With ``--folds`` each row also has ``folds`` (the per-fold rows) and no
+``model_dir`` (each fold's row has its own).
+
 For ``--model_dir`` the table is the run's dataset name unless ``--name`` is
 given (repeat it once per ``--model_dir``, in the same order); for
 ``--table`` it is NAME, else the train file's name without its suffix.
@@ -140,6 +150,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from benchmarks import common
+from benchmarks import folds as folds_lib
 
 DEFAULT_METHODS = ('pm', 'mean', 'knn', 'iterative-bayesridge',
                    'iterative-extratrees')
@@ -879,6 +890,28 @@ def benchmark_table(name: str, train_path: str, test_path: Optional[str],
   return {k: results[k] for k in order}
 
 
+def benchmark_folds(name: str, train_path: Optional[str],
+                    test_path: Optional[str], folds: int, fold_seed: int,
+                    work_dir: str, **kwargs) -> Dict[str, Dict]:
+  """``benchmark_table`` on each of ``folds`` cross-validation folds of one
+  file, pooled (``benchmarks.folds``); fold k's files and runs go to
+  ``<work_dir>/<name>/fold-<k>/``. ``kwargs``: benchmark_table's."""
+  from pm_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  if test_path is not None:
+    raise UserError(f'--folds={folds} splits one file, but --table {name} '
+                    'has a TEST file: drop the TEST file or --folds')
+  if train_path is None:
+    train_path = package_table_csv(name, work_dir)
+  folder = os.path.join(work_dir, name)
+  per_fold = []
+  for k, (train, test) in enumerate(folds_lib.write_folds(
+      train_path, folds, fold_seed, folder)):
+    kwargs.get('log', print)(f'{name}: fold {k + 1} of {folds}')
+    per_fold.append(benchmark_table(f'fold-{k}', train, test,
+                                    work_dir=folder, **kwargs))
+  return folds_lib.pool_folds(per_fold)
+
+
 def format_table(tables: Dict[str, Dict[str, Dict]]) -> str:
   """One aligned table; ``/ pm`` is the NRMSE ratio to the table's pm row."""
   with_pfc = any(m.get('pfc_mean') is not None
@@ -898,8 +931,10 @@ def format_table(tables: Dict[str, Dict[str, Dict]]) -> str:
       pfc = (() if not with_pfc else
              ('-' if m.get('pfc_mean') is None else
               f'{m["pfc_mean"]:.4f} ± {m["pfc_std"]:.4f}',))
-      label = table + (f' (train {100 * m["train_missing"]:.0f}% missing)'
-                       if m.get('train_missing') else '')
+      notes = ([f'train {100 * m["train_missing"]:.0f}% missing']
+               if m.get('train_missing') else []) + (
+                   [f'{len(m["folds"])} folds'] if m.get('folds') else [])
+      label = table + (f' ({", ".join(notes)})' if notes else '')
       rows.append((label, key, nrmse, ratio) + pfc +
                   (ll, fit, f'{m["impute_seconds"]:.2f}'))
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -959,6 +994,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       '(every method fits on the same incomplete rows)')
   parser.add_argument('--missing_seed', type=int, default=0,
                       help='seed of the --train_missing cells')
+  parser.add_argument('--folds', type=int, default=0,
+                      help='K-fold cross-validation of each --table (a '
+                      'single file): every row is tested once and the K '
+                      "runs' trials are pooled (default 0: one 80/20 split)")
+  parser.add_argument('--fold_seed', type=int, default=0,
+                      help='seed of the --folds permutation')
   parser.add_argument('--n_jobs', type=int, default=2,
                       help='CPU workers of ExtraTrees')
   parser.add_argument('--output', default=None, help='JSON results file')
@@ -993,6 +1034,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
       raise UserError('--train_missing applies to the runs this benchmark '
                       'trains (--table or the shared tables), not to '
                       '--model_dir')
+    if args.folds and (args.folds < 2 or model_dirs_given(args)):
+      raise UserError(f'--folds={args.folds}: give K >= 2, with --table or '
+                      'the shared tables (not --model_dir)')
     if args.ll_samples is not None and args.ll_samples < 0:
       raise UserError(f'--ll_samples={args.ll_samples}: pass K >= 1, or 0 to '
                       'skip the log-likelihood')
@@ -1023,12 +1067,20 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
       print(f'PM runs go to {work_dir}')
     tables = {}
     for name, train_path, test_path in to_train:
-      tables[name] = benchmark_table(
-          name, train_path, test_path, heads, work_dir, methods,
-          args.gin_file, args.gin_bindings, args.steps, args.trials,
-          args.max_test_rows, args.max_train_rows, args.n_jobs,
-          args.ll_samples, train_missing=args.train_missing,
+      settings = dict(
+          heads=heads, methods=methods, gin_file=args.gin_file,
+          gin_bindings=args.gin_bindings, steps=args.steps,
+          trials=args.trials, max_test_rows=args.max_test_rows,
+          max_train_rows=args.max_train_rows, n_jobs=args.n_jobs,
+          ll_samples=args.ll_samples, train_missing=args.train_missing,
           missing_seed=args.missing_seed)
+      if args.folds:
+        tables[name] = benchmark_folds(name, train_path, test_path,
+                                       args.folds, args.fold_seed, work_dir,
+                                       **settings)
+      else:
+        tables[name] = benchmark_table(name, train_path, test_path,
+                                       work_dir=work_dir, **settings)
     for i, model_dir in enumerate(model_dirs):
       name, results = benchmark_run(
           model_dir, methods, args.trials, args.max_test_rows,
