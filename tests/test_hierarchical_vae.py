@@ -65,6 +65,12 @@ def test_block_strings_that_do_not_fit_the_image_are_refused():
   with pytest.raises(UserError, match='image size 8'):
     hv.HierarchicalVAE((8, 8, 1), encoder_blocks='28x1',
                        decoder_blocks='28x1')
+  # '8d2' keeps its output at resolution 4 only: nothing to read at 8.
+  with pytest.raises(UserError, match=r'decoder block at resolution 8 has no '
+                     r'encoder activation at that resolution \(encoder has '
+                     r'\[4\]\)'):
+    hv.HierarchicalVAE((8, 8, 1), encoder_blocks='8d2',
+                       decoder_blocks='4x1,8m4')
   with pytest.raises(UserError, match='no earlier decoder block'):
     hv.HierarchicalVAE((8, 8, 1), encoder_blocks='8x1,8d2,4x1',
                        decoder_blocks='8m4')

@@ -120,7 +120,9 @@ def _check_structure(enc: List[BlockSpec], dec: List[BlockSpec],
                       f'image size {image_size} and follow its down-sampling')
     if spec.down:
       res = spec.res // spec.down
-  encoded = {s.res for s in enc} | {s.res // s.down for s in enc if s.down}
+  # BottomUp keeps each block's output, at the resolution after the block:
+  # a down-sampling block leaves nothing at its input resolution.
+  encoded = {s.res // s.down if s.down else s.res for s in enc}
   seen = set()
   for spec in dec:
     if spec.res not in encoded:
