@@ -1,6 +1,7 @@
 """pm-export: TF Serving layout, atomic versions, a SavedModel that runs with
 nothing but TensorFlow (saved_model_cli included), REST request bodies,
 in-graph input checks, the extra-signature extension point."""
+import functools
 import json
 import os
 import shutil
@@ -325,3 +326,23 @@ def test_serving_benchmark_reports_both_paths(imputer, exported, tmp_path):
   assert settings['num_samples'] == serving_fixtures.TINY['num_samples']
   for difference in settings['max_abs_difference_of_x'].values():
     assert difference < 1e-5  # both paths compute the same imputations
+
+
+def test_export_traces_each_signature_once(imputer, tmp_path, monkeypatch):
+  """The signatures are traced in the save's own context, so
+  tf.saved_model.save reuses those traces instead of tracing again; the
+  ``impute`` signature calls the traced ``sample``."""
+  traces = {}
+  for name in ('_sample', '_impute', '_encode', '_conditional_log_prob'):
+    original = getattr(module_lib.ServingModule, name)
+
+    @functools.wraps(original)  # tf.function reads the argument names
+    def counted(self, *args, _name=name, _original=original):
+      traces[_name] = traces.get(_name, 0) + 1
+      return _original(self, *args)
+    monkeypatch.setattr(module_lib.ServingModule, name, counted)
+  version = export.export(imputer.model_dir_,
+                          export_base=str(tmp_path / 'export'))
+  assert traces == {'_sample': 1, '_impute': 1, '_encode': 1,
+                    '_conditional_log_prob': 1}
+  assert os.path.isfile(os.path.join(version, 'saved_model.pb'))

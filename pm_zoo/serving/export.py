@@ -42,6 +42,7 @@ the run has nothing for it. Anything its functions use that holds variables
 must be attached with ``context.track`` so that the SavedModel saves them.
 Signature names must not clash with the core ones.
 """
+import contextlib
 import dataclasses
 import importlib
 import os
@@ -125,6 +126,30 @@ def collect_optional_signatures(
   return found
 
 
+@contextlib.contextmanager
+def tracing_as_saved(options: tf.saved_model.SaveOptions):
+  """Traces in the context ``tf.saved_model.save(..., options=options)``
+  traces in, so that the save reuses these traces.
+
+  A tf.function's trace cache is keyed on, among others, the save context's
+  variable policy (TensorFlow's ``function_context.make_function_context``),
+  so functions traced outside a save are traced again by it (TensorFlow
+  issue 56370): an export paid for every signature twice. This enters
+  that context (TensorFlow's private ``save_context``; where a TensorFlow
+  lacks it, nothing is entered and the save traces again, as before).
+  """
+  try:
+    from tensorflow.python.saved_model import save_context  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
+    enter = save_context.save_context
+  except (ImportError, AttributeError):
+    enter = None
+  if enter is None:
+    yield
+    return
+  with enter(options):
+    yield
+
+
 def _describe(signatures) -> Dict[str, Dict]:
   """``{name: {"inputs": {arg: [dtype, shape]}, "outputs": {...}}}``."""
   described = {}
@@ -193,9 +218,11 @@ def export(model_dir: str, export_base: Optional[str] = None,
     providers: signature providers (default ``SIGNATURE_PROVIDERS``).
   """
   serving, step = loading.from_model_dir(model_dir, config)
-  signatures = serving.signatures()
-  signatures.update(collect_optional_signatures(
-      ExportContext(model_dir, serving, step), providers))
+  options = tf.saved_model.SaveOptions()
+  with tracing_as_saved(options):
+    signatures = serving.signatures()
+    signatures.update(collect_optional_signatures(
+        ExportContext(model_dir, serving, step), providers))
   export_base = os.path.abspath(
       export_base or os.path.join(model_dir, EXPORT_SUBDIR))
   metadata = {
@@ -214,7 +241,8 @@ def export(model_dir: str, export_base: Optional[str] = None,
     metadata['schema'] = loading.SCHEMA_ASSET
 
   def write(path):
-    tf.saved_model.save(serving, path, signatures=signatures)
+    tf.saved_model.save(serving, path, signatures=signatures,
+                        options=options)
     run_dir.write_json(os.path.join(path, METADATA_DIR, METADATA_FILE),
                        metadata)
     if serving.schema is not None:
