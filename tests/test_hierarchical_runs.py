@@ -18,7 +18,11 @@ BINDINGS = ['TrainConfig.num_steps = 4', 'TrainConfig.checkpoint_every = 2',
             'TrainConfig.image_summary_every = 0',
             'TrainConfig.eval_every = 2', 'TrainConfig.eval_examples = 8',
             'EvalConfig.max_examples = 8', 'EvalConfig.trials = 1',
-            'EvalConfig.num_imputations = 2']
+            'EvalConfig.num_imputations = 2',
+            # Two latent layers at two resolutions: every block kind, and
+            # half the graph of tiny/vdvae.gin's five (trace, export).
+            "HierarchicalVAE.encoder_blocks = '8x1,8d2'",
+            "HierarchicalVAE.decoder_blocks = '4x1,8m4'"]
 
 SCRIPT = tf_only_lib.script(r'''
 path, out = sys.argv[1:]
