@@ -912,6 +912,60 @@ def benchmark_folds(name: str, train_path: Optional[str],
   return folds_lib.pool_folds(per_fold)
 
 
+def paired_with_pm(rows: Dict[str, Dict]) -> None:
+  """Adds ``paired_with_pm`` to each baseline row: its per-trial scores
+  minus pm's, on the same masks.
+
+  Every method of a table is scored on the same masks (and, with
+  ``--folds``, the same folds), so trial i of two methods is a pair. For
+  NRMSE and PFC: ``{"mean": mean(d), "se": std(d, ddof=1) / sqrt(n),
+  "pm_lower": #(d > 0), "ties": #(d == 0), "pairs": n}`` with
+  ``d = baseline - pm`` (positive: pm is better); None for a metric either
+  row lacks, or with fewer than 2 pairs; ``"reference"``: the pm row
+  compared with, the first one (the first of ``--heads``). pm rows get
+  nothing.
+  """
+  reference = next((k for k in rows if k.startswith('pm-')), None)
+  if reference is None:
+    return
+  pm = rows[reference]
+  for key, row in rows.items():
+    if key.startswith('pm-'):
+      continue
+    row['paired_with_pm'] = paired = {'reference': reference}
+    for metric in ('nrmse', 'pfc'):
+      mine, ref = row.get(f'{metric}_trials'), pm.get(f'{metric}_trials')
+      if not mine or not ref or len(mine) != len(ref) or len(mine) < 2:
+        paired[metric] = None
+        continue
+      d = np.asarray(mine, np.float64) - np.asarray(ref, np.float64)
+      paired[metric] = {
+          'mean': float(d.mean()),
+          'se': float(d.std(ddof=1) / np.sqrt(len(d))),
+          'pm_lower': int((d > 0).sum()), 'ties': int((d == 0).sum()),
+          'pairs': int(len(d))}
+
+
+def format_paired(tables: Dict[str, Dict[str, Dict]]) -> str:
+  """The rows' ``paired_with_pm`` as lines ('' if there are none)."""
+  lines = []
+  for table, methods in tables.items():
+    for key, row in methods.items():
+      paired = row.get('paired_with_pm') or {}
+      parts = [f'{metric.upper()} {paired[metric]["mean"]:+.4f} ± '
+               f'{paired[metric]["se"]:.4f} ({paired[metric]["pm_lower"]}/'
+               f'{paired[metric]["pairs"]})'
+               for metric in ('nrmse', 'pfc') if paired.get(metric)]
+      if parts:
+        lines.append(f'  {table}  {key} - {paired["reference"]}: ' +
+                     ', '.join(parts))
+  if not lines:
+    return ''
+  return '\n'.join(['paired on the same masks: baseline - pm, mean ± '
+                    'standard error (trials where pm is lower / pairs)'] +
+                   lines)
+
+
 def format_table(tables: Dict[str, Dict[str, Dict]]) -> str:
   """One aligned table; ``/ pm`` is the NRMSE ratio to the table's pm row."""
   with_pfc = any(m.get('pfc_mean') is not None
@@ -1092,7 +1146,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict]:
       tables[name] = results
   except UserError as e:
     common.exit_with_error(e)
-  return common.report(tables, format_table(tables), args.output)
+  for rows in tables.values():
+    paired_with_pm(rows)
+  text = format_table(tables)
+  paired = format_paired(tables)
+  return common.report(tables, text + ('\n' + paired if paired else ''),
+                       args.output)
 
 
 if __name__ == '__main__':

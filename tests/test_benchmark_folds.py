@@ -1,4 +1,5 @@
-"""benchmarks/folds.py and ``benchmarks.tabular --folds``: K-fold scoring."""
+"""benchmarks/folds.py and ``benchmarks.tabular --folds``: K-fold scoring,
+and the paired comparison with pm on the same masks."""
 import csv
 import gzip
 import json
@@ -88,9 +89,21 @@ def test_cross_validated_benchmark_tests_every_row_once(tmp_path, capsys):
   name, rows, printed = test_benchmark_tabular.run_benchmark(
       capsys, tmp_path / 'bench.json', f'--table={path}', '--folds=2',
       '--gin_file=tiny/table.gin', '--steps=4', '--ll_samples=0',
-      '--trials=2', '--methods=pm,mean,knn', f'--work_dir={work}')
+      '--trials=2', '--methods=pm,mean,knn', f'--work_dir={work}',
+      '--heads=full-covariance-gaussian')
   assert name == 'tiny'
   assert '(2 folds)' in printed
+  assert 'paired on the same masks: baseline - pm' in printed
+  pm = rows['pm-full-covariance-gaussian']
+  assert 'paired_with_pm' not in pm
+  for method in ('mean', 'knn'):
+    paired = rows[method]['paired_with_pm']
+    d = np.subtract(rows[method]['nrmse_trials'], pm['nrmse_trials'])
+    assert paired['nrmse']['mean'] == pytest.approx(d.mean())
+    assert paired['nrmse']['pairs'] == 4 and paired['pfc'] is None
+    assert paired['reference'] == 'pm-full-covariance-gaussian'
+    assert (f'tiny  {method} - pm-full-covariance-gaussian: NRMSE '
+            f'{d.mean():+.4f}') in printed
   for method, row in rows.items():
     assert row['test_rows'] == 80 and row['trials'] == 4
     assert len(row['nrmse_trials']) == 4 and len(row['folds']) == 2
@@ -118,3 +131,25 @@ def test_folds_refuse_a_table_with_a_test_file_and_k_below_two(tmp_path,
     assert err.startswith('error: ') and message in err
     assert len(err.strip().splitlines()) == 1
   assert not (tmp_path / 'runs' / 'tiny').exists()
+
+
+def test_paired_differences_count_the_trials_pm_wins():
+  rows = {'pm-x': {'nrmse_trials': [0.5, 0.5, 0.5], 'pfc_trials': [0.2, 0.3,
+                                                                    0.4]},
+          'knn': {'nrmse_trials': [0.6, 0.5, 0.7], 'pfc_trials': [0.1, 0.3,
+                                                                   0.6]},
+          'mean': {'nrmse_trials': [0.9], 'pfc_trials': None}}
+  tabular.paired_with_pm(rows)
+  knn = rows['knn']['paired_with_pm']
+  assert knn['nrmse']['mean'] == pytest.approx(0.1)
+  assert knn['nrmse']['se'] == pytest.approx(np.std([0.1, 0.0, 0.2], ddof=1)
+                                             / np.sqrt(3))
+  assert (knn['nrmse']['pm_lower'], knn['nrmse']['ties']) == (2, 1)
+  assert (knn['pfc']['pm_lower'], knn['pfc']['ties']) == (1, 1)
+  # One trial, or none: no standard error, so no comparison.
+  assert rows['mean']['paired_with_pm'] == {'reference': 'pm-x',
+                                            'nrmse': None, 'pfc': None}
+  assert 'paired_with_pm' not in rows['pm-x']
+  text = tabular.format_paired({'t': rows})
+  assert 'knn - pm-x: NRMSE +0.1000 ± 0.0577 (2/3), PFC +0.0333' in text
+  assert 'mean:' not in text
