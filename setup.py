@@ -61,7 +61,7 @@ setuptools.setup(
         'mlxtend>=0.22',
     ],
     extras_require={
-        'test': ['pytest>=7', 'pytest-timeout>=2'],
+        'test': ['pytest>=7', 'pytest-timeout>=2', 'pytest-xdist>=3'],
         # The two package tables of docs/tables.md.
         'tables': ['vega_datasets>=0.9', 'palmerpenguins>=0.1'],
         # benchmarks/tabular.py --methods=...,miceforest. miceforest 6.0.5
