@@ -48,3 +48,18 @@ def test_log_likelihood_is_reported_in_the_datas_units(model_and_data):
   assert data_units['log_likelihood']['mean'] == pytest.approx(
       model_units['log_likelihood']['mean'] + np.mean(shifts), abs=1e-6)
   assert data_units['nrmse'] == model_units['nrmse']
+
+
+def test_the_imputer_traces_once_for_every_batch_size(model_and_data):
+  """A last, shorter batch and calls with other row counts reuse one graph
+  (each new batch shape used to trace the model again)."""
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo.tasks.imputation import Imputer
+  model, x = model_and_data
+  imputer = Imputer(model, batch_size=16)
+  mask = (np.random.default_rng(1).random(x.shape) < 0.5).astype(np.float32)
+  first = imputer.mean(x, mask, num_samples=3, seed=2)  # batches 16, 16, 8
+  again = imputer.mean(x[:5], mask[:5], num_samples=4, seed=2)
+  assert first.shape == (40, 4) and again.shape == (5, 4)
+  np.testing.assert_allclose(first[mask > 0], x[mask > 0], rtol=1e-6)
+  assert imputer._sample.experimental_get_tracing_count() == 1  # pylint: disable=protected-access

@@ -52,7 +52,12 @@ class Imputer:
   def __init__(self, model, batch_size: int = 256):
     self.model = model
     self.batch_size = int(batch_size)
-    self._sample = tf.function(self._sample_batch)
+    # Any batch size, one trace: without a signature every new batch shape
+    # (a last, shorter batch; another call's N) traced the model again.
+    features = [None, *model.feature_shape]
+    self._sample = tf.function(self._sample_batch, input_signature=[
+        tf.TensorSpec(features, tf.float32), tf.TensorSpec(features, tf.float32),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32)])
 
   def _sample_batch(self, x, mask, num_samples, seed):
     """[B, *fs] -> (imputations [S, B, *fs], point imputation [B, *fs])
