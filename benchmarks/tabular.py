@@ -131,8 +131,10 @@ Output (``--output``, written atomically), one entry per table:
                             "masks_sha256", "settings", "ll_trials",
                             "ll_samples", "model_dir"}}}
 
-With ``--folds`` each row also has ``folds`` (the per-fold rows) and no
-``model_dir`` (each fold's row has its own).
+Each baseline row also has ``paired_with_pm`` (``paired_with_pm``: its
+per-trial differences to the first pm row on the same masks, printed under
+the table). With ``--folds`` each row also has ``folds`` (the per-fold rows)
+and no ``model_dir`` (each fold's row has its own).
 
 For ``--model_dir`` the table is the run's dataset name unless ``--name`` is
 given (repeat it once per ``--model_dir``, in the same order); for
