@@ -232,13 +232,12 @@ class ServingModule(tf.Module):
       raw = tf.stack(columns, axis=-1)
     samples = tf.where(mask[:, tf.newaxis] > 0, x[:, tf.newaxis], raw)
     point = tf.reduce_mean(samples, axis=1)
-    if plan['integer'] or plan['categorical']:
+    if plan['integer']:
       columns = tf.unstack(point, axis=-1)
       for j in plan['integer']:
         columns[j] = tf.round(columns[j])
-      for j, code in codes:
-        columns[j] = tf.cast(code, columns[j].dtype)
       point = tf.stack(columns, axis=-1)
+    point = imputation.with_predictive_codes(point, x, mask, codes)
     return samples, tf.where(mask > 0, x, point)
 
   def _latents(self, x, mask, num_samples, seed):
