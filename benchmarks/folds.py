@@ -22,6 +22,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from pm_zoo import metrics as metrics_lib
+
 
 def _read(path: str):
   """(header or None, rows): CSV rows as lists of strings, .npy as an array."""
@@ -84,11 +86,6 @@ def write_folds(path: str, folds: int, seed: int,
   return paths
 
 
-def _mean_std(values: Sequence[float]):
-  values = np.asarray(values, np.float64)
-  return float(values.mean()), float(values.std())
-
-
 def pool_folds(per_fold: Sequence[Dict[str, Dict]]) -> Dict[str, Dict]:
   """Per-fold ``{method: row}`` results -> one ``{method: row}``.
 
@@ -110,11 +107,13 @@ def pool_folds(per_fold: Sequence[Dict[str, Dict]]) -> Dict[str, Dict]:
     for metric in ('nrmse', 'pfc', 'll'):
       trials = [v for r in rows for v in (r.get(f'{metric}_trials') or [])]
       row[f'{metric}_trials'] = trials or None
-      if metric == 'll':
-        row['ll_mean'] = _mean_std(trials)[0] if trials else None
+      if metric == 'll':  # as benchmark_run: a mean, no std
+        row['ll_mean'] = float(np.mean(trials)) if trials else None
       else:
-        row[f'{metric}_mean'], row[f'{metric}_std'] = (
-            _mean_std(trials) if trials else (None, None))
+        summary = (metrics_lib.summarize_trials(trials) if trials
+                   else {'mean': None, 'std': None})
+        row[f'{metric}_mean'], row[f'{metric}_std'] = (summary['mean'],
+                                                       summary['std'])
     row['test_rows'] = int(sum(r['test_rows'] for r in rows))
     for key in ('train_rows', 'train_missing', 'fit_seconds',
                 'impute_seconds'):

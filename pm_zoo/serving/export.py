@@ -140,13 +140,10 @@ def tracing_as_saved(options: tf.saved_model.SaveOptions):
   """
   try:
     from tensorflow.python.saved_model import save_context  # pylint: disable=g-import-not-at-top,g-direct-tensorflow-import
-    enter = save_context.save_context
+    context = save_context.save_context(options)
   except (ImportError, AttributeError):
-    enter = None
-  if enter is None:
-    yield
-    return
-  with enter(options):
+    context = contextlib.nullcontext()
+  with context:
     yield
 
 
