@@ -206,7 +206,8 @@ def train(model_dir: str, strategy_name: str = 'default',
   if chief and (config.eval_every or config.eval_every_seconds):
     eval_fn = evaluation.periodic_eval_fn(
         model, splits.test[:config.eval_examples], splits.kind,
-        evaluation.EvalConfig(), config.objective)
+        evaluation.EvalConfig(), config.objective,
+        labels=splits.test_labels)
   train_mask = config.train_mask
   trainer = trainer_lib.Trainer(
       model, strategy, model_dir, config, image_summary_fn=image_fn,

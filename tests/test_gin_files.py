@@ -52,6 +52,19 @@ def test_experiment_builds_its_model(name):
   assert model.count_params() > 0
 
 
+def test_vade_mlp_experiments_carry_the_vade_papers_networks():
+  for name in ('vade_mnist_mlp_pretrain.gin', 'vade_mnist_mlp.gin',
+               'vade_mnist_mlp_partial.gin'):
+    configs.parse([name])
+    model = matching.PosteriorMatchingVAE((28, 28, 1))
+    x = tf.zeros([2, 28, 28, 1])
+    model(x, tf.ones_like(x))
+    widths = lambda net: [d.units for d in net.hidden]
+    assert widths(model.vae.encoder_network) == [500, 500, 2000]
+    assert widths(model.vae.decoder_network) == [2000, 500, 500]
+    assert model.vae.latent_dim == 10 and model.vae.num_clusters == 10
+
+
 def test_uci_experiments_carry_the_papers_hyperparameters():
   configs.parse(['uci_miniboone.gin'])
   cfg = trainer.TrainConfig()

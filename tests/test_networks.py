@@ -16,6 +16,17 @@ def test_residual_mlp_shapes_and_parameter_count():
   assert net.count_params() == (5 * 8 + 8) + 2 * 2 * (8 * 8 + 8) + (8 * 7 + 7)
 
 
+def test_dense_mlp_shapes_and_parameter_count():
+  net = mlp.DenseMLP(output_shape=[2, 3], units=(8, 4))
+  out = net(tf.zeros([5, 2, 2]))          # flattened to 4 inputs
+  assert out.shape == (5, 2, 3)
+  assert net.count_params() == (4 * 8 + 8) + (8 * 4 + 4) + (4 * 6 + 6)
+  # ReLU between the layers: negating the input does not negate the output.
+  x = tf.random.stateless_normal([5, 4], seed=[0, 2])
+  assert not np.allclose(net(-x).numpy(), -net(x).numpy() +
+                         2 * net(tf.zeros_like(x)).numpy())
+
+
 def test_residual_mlp_dropout_only_in_training():
   net = mlp.ResidualMLP(output_shape=[4], units=16, num_blocks=1,
                         layer_norm=True, dropout=0.5)

@@ -151,3 +151,43 @@ def test_unknown_stage_is_a_one_line_error():
   model(tf.zeros([2, 4]), tf.ones([2, 4]))
   with pytest.raises(UserError, match='pretrain'):
     model.trainable_variables_for('warmup')
+
+
+def test_eval_curve_logs_cluster_accuracy_from_the_elbo_stage_on(tmp_path):
+  """The ELBO stage's curve scores q(c | x) against the test labels."""
+  import json  # pylint: disable=g-import-not-at-top
+  from pm_zoo.tasks import evaluation  # pylint: disable=g-import-not-at-top
+  from pm_zoo.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  runs = {}
+  previous = None
+  for stage in ('pretrain', 'vae'):
+    configs.parse(['tiny/vade_image.gin'],
+                  [f"TrainConfig.objective = '{stage}'",
+                   'TrainConfig.eval_every = 5'])
+    runs[stage] = str(tmp_path / stage)
+    experiment.train(runs[stage], vae_checkpoint=previous)
+    previous = runs[stage]
+  curves = {}
+  for stage, run in runs.items():
+    with open(os.path.join(run, trainer_lib.EVAL_CURVE)) as f:
+      curves[stage] = json.load(f)
+  # Pre-training: the prior is not fitted yet and the partial posterior is
+  # untrained, so only the reconstruction is scored.
+  assert [p['step'] for p in curves['pretrain']] == [5, 10]
+  assert all(np.isfinite(p['reconstruction_psnr']) and
+             'cluster_accuracy' not in p and 'psnr' not in p
+             for p in curves['pretrain'])
+  assert [p['step'] for p in curves['vae']] == [5, 10]
+  last = curves['vae'][-1]['cluster_accuracy']
+  # The logged value is the accuracy of the final weights on the same rows.
+  model, _ = experiment.restore_for_eval(runs['vae'])
+  splits, _ = experiment.load_standardized(
+      experiment.data_options(runs['vae'], None, None, None), runs['vae'],
+      fit=False)
+  config = evaluation.EvalConfig()
+  clusterer = clustering.Clusterer(model, config.batch_size)
+  probabilities = clusterer.full_probabilities(
+      splits.test, config.num_imputations, seed=config.seed)
+  assert last == pytest.approx(clustering.hungarian_accuracy(
+      splits.test_labels, probabilities.argmax(-1)), abs=1e-9)
+  assert 0.0 < last <= 1.0

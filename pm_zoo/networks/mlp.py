@@ -85,3 +85,40 @@ class ResidualMLP(keras.layers.Layer):
       h = self.final_norm(h)
     out = self.output_dense(self.activation(h))
     return tf.reshape(out, [-1, *self.out_shape])
+
+
+@gin.configurable
+class DenseMLP(keras.layers.Layer):
+  """A plain feed-forward stack: ``[B, ...]`` (flattened) -> ``[B, *output_shape]``.
+
+  ``Dense(units[0]) -> act -> ... -> Dense(units[-1]) -> act ->
+  Dense(prod(output_shape))``, hidden widths free to differ (unlike
+  ``ResidualMLP``). The VaDE paper's MNIST encoder is ``units=(500, 500,
+  2000)`` and its decoder ``units=(2000, 500, 500)``.
+
+  Args:
+    output_shape: shape of one output (e.g. a head's ``params_shape``).
+    units: widths of the hidden layers, in order.
+    activation: hidden activation.
+    output_initializer: initializer of the output layer's kernel (see
+      ``ResidualMLP``).
+  """
+
+  def __init__(self, output_shape: Sequence[int],
+               units: Sequence[int] = (500, 500, 2000),
+               activation: str = 'relu',
+               output_initializer: str = 'glorot_uniform', **kwargs):
+    super().__init__(**kwargs)
+    self.out_shape = tuple(int(s) for s in output_shape)
+    self.flatten = keras.layers.Flatten()
+    self.hidden = [keras.layers.Dense(int(u), name=f'dense_{i}')
+                   for i, u in enumerate(units)]
+    self.activation = activation_fn(activation)
+    self.output_dense = keras.layers.Dense(
+        int(math.prod(self.out_shape)), kernel_initializer=output_initializer)
+
+  def call(self, inputs, training=False):
+    h = self.flatten(inputs)
+    for dense in self.hidden:
+      h = self.activation(dense(h))
+    return tf.reshape(self.output_dense(h), [-1, *self.out_shape])

@@ -172,7 +172,8 @@ def evaluate_imputation(model, test: np.ndarray, kind: str,
 
 
 def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig,
-                     objective: str = 'joint'
+                     objective: str = 'joint',
+                     labels: Optional[np.ndarray] = None
                      ) -> Callable[[], Dict[str, float]]:
   """The metrics of one fixed mask draw on ``test``, for curves along training.
 
@@ -181,14 +182,26 @@ def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig,
   ``psnr`` of the mean of ``config.num_imputations`` inpaintings; tables:
   ``nrmse``. The masks and seeds are those of the first evaluation trial,
   the same at every call, so a curve moves with the model only. With
-  ``objective == 'vae'`` the partial posterior is not trained, so only the
-  reconstruction is scored (images) and nothing else.
+  ``objective == 'vae'`` or a family stage (``vae.stages``, e.g. VaDE's
+  'pretrain') the partial posterior is not trained, so only the
+  reconstruction is scored (images) and nothing else. A clustering family
+  (``CLUSTERS``) given the test ``labels`` also logs ``cluster_accuracy``:
+  the Hungarian-matched accuracy of argmax_c q(c | x), the mean of p(c | z)
+  over ``config.num_imputations`` draws z ~ q(z | x) of the full rows
+  (not in a family stage: VaDE's prior is fitted when its ELBO starts).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   test = np.asarray(test, np.float32)
   mask = masks_lib.make_eval_masks(config.mask_for(kind), test.shape[1:],
                                    len(test), seed=config.seed)
   imputer = Imputer(model, config.batch_size)
+  family_stage = objective in model.vae.stages
+  clusterer = None
+  if (labels is not None and model.vae.has(base.CLUSTERS)
+      and not family_stage):
+    from pm_zoo.tasks import clustering  # pylint: disable=g-import-not-at-top
+    clusterer = clustering.Clusterer(model, config.batch_size)
+    labels = np.asarray(labels)[:len(test)]
 
   @tf.function
   def reconstruct(x):
@@ -203,7 +216,12 @@ def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig,
           reconstruct(tf.constant(test[i:i + config.batch_size])).numpy()
           for i in range(0, len(test), config.batch_size)])
       out['reconstruction_psnr'] = metrics_lib.psnr(test, np.clip(recon, 0, 1))
-    if objective != 'vae':
+    if clusterer is not None:
+      probabilities = clusterer.full_probabilities(
+          test, config.num_imputations, seed=config.seed)
+      out['cluster_accuracy'] = clustering.hungarian_accuracy(
+          labels, probabilities.argmax(-1))
+    if objective != 'vae' and not family_stage:
       mean = imputer.mean(test, mask, config.num_imputations,
                           seed=config.seed + 1000)
       if kind == 'image':
