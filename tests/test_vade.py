@@ -174,6 +174,17 @@ def test_eval_curve_logs_cluster_accuracy_from_the_elbo_stage_on(tmp_path):
   # Pre-training: the prior is not fitted yet and the partial posterior is
   # untrained, so only the reconstruction is scored.
   assert [p['step'] for p in curves['pretrain']] == [5, 10]
+  # ... of the autoencoder that stage trains: decode(m(x)), not decode(z)
+  # at the encoder's untrained scale.
+  model, _ = experiment.restore_for_eval(runs['pretrain'])
+  splits, _ = experiment.load_standardized(
+      experiment.data_options(runs['pretrain'], None, None, None),
+      runs['pretrain'], fit=False)
+  x = splits.test.astype(np.float32)
+  mean = model.vae.decode(model.vae.encode(x).loc).mean().numpy()
+  from pm_zoo import metrics  # pylint: disable=g-import-not-at-top
+  assert curves['pretrain'][-1]['reconstruction_psnr'] == pytest.approx(
+      metrics.psnr(x, np.clip(mean, 0, 1)), abs=1e-4)
   assert all(np.isfinite(p['reconstruction_psnr']) and
              'cluster_accuracy' not in p and 'psnr' not in p
              for p in curves['pretrain'])

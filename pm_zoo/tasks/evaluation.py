@@ -178,8 +178,9 @@ def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig,
   """The metrics of one fixed mask draw on ``test``, for curves along training.
 
   Images: ``reconstruction_psnr`` (the decoder mean at the base VAE's own
-  posterior target of the full image: what the VAE alone reaches) and
-  ``psnr`` of the mean of ``config.num_imputations`` inpaintings; tables:
+  posterior target of the full image, or in a family stage that stage's
+  target: what the VAE alone reaches) and ``psnr`` of the mean of
+  ``config.num_imputations`` inpaintings; tables:
   ``nrmse``. The masks and seeds are those of the first evaluation trial,
   the same at every call, so a curve moves with the model only. With
   ``objective == 'vae'`` or a family stage (``vae.stages``, e.g. VaDE's
@@ -205,8 +206,15 @@ def periodic_eval_fn(model, test: np.ndarray, kind: str, config: EvalConfig,
 
   @tf.function
   def reconstruct(x):
-    terms = model.vae.training_terms(x, tf.constant(1.0), training=False,
-                                     seed=tf.constant([config.seed, 0]))
+    # A family stage trains its own target (VaDE's 'pretrain': the
+    # encoder mean, its scale untrained), so it is scored on that one.
+    seed = tf.constant([config.seed, 0])
+    if family_stage:
+      terms = model.vae.stage_terms(objective, x, tf.constant(1.0),
+                                    training=False, seed=seed)
+    else:
+      terms = model.vae.training_terms(x, tf.constant(1.0), training=False,
+                                       seed=seed)
     return model.vae.decode(terms.target, training=False).mean()
 
   def evaluate():
