@@ -241,6 +241,9 @@ def record_training(model_dir: str, step: int, result: Dict) -> None:
       'step': step,
       'seconds': previous.get('seconds', 0.0) + result.get('seconds', 0.0),
       'segments': previous.get('segments', 0) + 1,
+      # The checkpointed training clock: all segments, killed ones too,
+      # without the periodic evaluations.
+      'train_seconds': result.get('train_seconds'),
       'nonfinite_steps': result.get('nonfinite_steps', 0),
       'final_loss': result.get('loss'),
   })

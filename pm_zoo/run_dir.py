@@ -3,9 +3,12 @@
 A run directory holds ``config.gin`` (every binding, to rebuild the model),
 ``operative_config.gin`` (the bindings actually used), ``data.json`` (where the
 data came from), ``standardizer.json`` (feature statistics of the train split),
-``model_spec.json`` (what the checkpoints hold), ``training.json`` (steps
-and seconds trained, summed over resumed segments), ``checkpoints/``, ``train/``
-summaries, ``metrics.json`` and ``figures/``.
+``model_spec.json`` (what the checkpoints hold), ``training.json`` (steps;
+``seconds``: wall time of the segments that finished, evaluations included;
+``train_seconds``: the checkpointed training clock, every segment, killed
+ones too, evaluations left out), ``eval_curve.json`` (the periodic
+evaluations, on that clock), ``checkpoints/``, ``train/`` summaries,
+``metrics.json`` and ``figures/``.
 """
 import json
 import os

@@ -163,3 +163,55 @@ def test_the_run_seed_fixes_the_initial_weights():
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
   assert any(np.any(a != c) for a, c in zip(first, other))
+
+
+def test_training_clock_sums_segments_without_evaluations(tmp_path,
+                                                          init_weights):
+  """eval_curve's train_seconds: cumulative over resumes, evals left out."""
+  import json  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  pause = 0.4
+
+  def slow_eval():
+    time.sleep(pause)
+    return {'score': 1.0}
+
+  def segment(steps):
+    cfg = config(num_steps=steps, eval_every=3)
+    trainer = trainer_lib.Trainer(
+        make_model(), tf.distribute.get_strategy(), str(tmp_path), cfg,
+        eval_fn=slow_eval)
+    start = time.time()
+    result = trainer.train(dataset_fn(cfg))
+    return result, time.time() - start
+
+  first, first_wall = segment(6)
+  second, second_wall = segment(12)
+  with open(tmp_path / trainer_lib.EVAL_CURVE) as f:
+    curve = json.load(f)
+  assert [row['step'] for row in curve] == [3, 6, 9, 12]
+  clock = [row['train_seconds'] for row in curve]
+  assert clock == sorted(clock) and clock[2] > clock[1]  # no reset on resume
+  # Each segment evaluated twice: 2 x pause of its wall time is not training.
+  assert first['train_seconds'] <= first_wall - 2 * pause + 0.05
+  assert second['train_seconds'] - first['train_seconds'] <= (
+      second_wall - 2 * pause + 0.05)
+  assert second['train_seconds'] > first['train_seconds'] > 0
+  # The final checkpoint is written after the last evaluation.
+  assert 0 <= second['train_seconds'] - curve[-1]['train_seconds'] < 1.0
+
+
+def test_a_checkpoint_without_the_training_clock_still_restores(
+    tmp_path, init_weights):
+  """Checkpoints written before the clock existed resume (clock at 0)."""
+  trainer = make_trainer(tmp_path, config(num_steps=3),
+                         init_weights=init_weights)
+  trainer.train(dataset_fn(config()))
+  old_style = tf.train.Checkpoint(**trainer._restorable)  # pylint: disable=protected-access
+  path = old_style.save(str(tmp_path / 'old' / 'ckpt'))
+  fresh = make_trainer(tmp_path / 'other', config())
+  fresh._restore(path)  # pylint: disable=protected-access
+  assert int(fresh.global_step.numpy()) == 3
+  assert float(fresh.train_seconds.numpy()) == 0.0
+  for a, b in zip(trainer.model.get_weights(), fresh.model.get_weights()):
+    np.testing.assert_array_equal(a, b)

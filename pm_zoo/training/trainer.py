@@ -246,6 +246,12 @@ class Trainer:
                                      name='global_step')
       self.nonfinite_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                          name='nonfinite_steps')
+      # Wall time spent training, summed over resumed segments, without
+      # the periodic evaluations: the x axis of a curve one can quote.
+      # Checkpointed apart from the rest (``_restore``), so that checkpoints
+      # written before it existed still restore.
+      self.train_seconds = tf.Variable(0.0, dtype=tf.float64,
+                                       trainable=False, name='train_seconds')
       # Not checkpointed: a streak starts afresh in every run.
       self.consecutive_nonfinite = tf.Variable(
           0, dtype=tf.int64, trainable=False, name='consecutive_nonfinite')
@@ -254,9 +260,11 @@ class Trainer:
       self.ema = (make_ema_variables(self.variables)
                   if config.ema_decay is not None else None)
     extra = {'ema': self.ema} if self.ema is not None else {}
-    self.checkpoint = tf.train.Checkpoint(
+    self._restorable = dict(
         model=model, optimizer=self.optimizer, global_step=self.global_step,
         nonfinite_steps=self.nonfinite_steps, **extra)
+    self.checkpoint = tf.train.Checkpoint(train_seconds=self.train_seconds,
+                                          **self._restorable)
     self._write_dir = strategy_lib.WorkerDir(model_dir, strategy)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self._write_dir.path, CHECKPOINT_SUBDIR),
@@ -291,7 +299,7 @@ class Trainer:
     errors = []
     for path in candidates:
       try:
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        self._restore(path)
       # Unreadable files surface as any of these (a truncated data file as
       # IndexError from the reader).
       except (tf.errors.OpError, ValueError, AssertionError, IndexError,
@@ -316,6 +324,14 @@ class Trainer:
     if self.on_fresh_start is not None:
       self.on_fresh_start()
     return int(self.global_step.numpy())
+
+  def _restore(self, path: str) -> None:
+    """Restores ``path``; its training clock where it has one (else 0)."""
+    tf.train.Checkpoint(**self._restorable).restore(
+        path).assert_existing_objects_matched()
+    self.train_seconds.assign(0.0)
+    tf.train.Checkpoint(train_seconds=self.train_seconds).restore(
+        path).expect_partial()
 
   # ---------------------------------------------------------------- the step
   def _compute(self, batch, kl_weight):
@@ -500,6 +516,7 @@ class Trainer:
     window_start, window_step = t0, start
     done, metrics = start, None
     last_eval = t0
+    clock = t0               # train_seconds holds the time up to `clock`
     try:
       while done < cfg.num_steps:
         # One step first: on_first_step runs early, after tracing.
@@ -533,12 +550,14 @@ class Trainer:
              time.time() - last_eval >= cfg.eval_every_seconds) or
             (done == cfg.num_steps and (cfg.eval_every or
                                         cfg.eval_every_seconds))):
-          self._periodic_eval(done, time.time() - t0)
-          last_eval = time.time()
+          clock = self._tick(clock)
+          self._periodic_eval(done, float(self.train_seconds.numpy()))
+          clock = last_eval = time.time()     # the evaluation is not training
         # No checkpoint inside a run of non-finite steps: the last one saved
         # stays the last healthy state.
         if ((done % cfg.checkpoint_every == 0 or done == cfg.num_steps)
             and int(self.consecutive_nonfinite.numpy()) == 0):
+          clock = self._tick(clock)
           self.manager.save(checkpoint_number=done)
           self._write_dir.discard()
     finally:
@@ -547,13 +566,24 @@ class Trainer:
     last.setdefault('loss', float(metrics['loss']))
     last['nonfinite_steps'] = int(self.nonfinite_steps.numpy())
     last['seconds'] = time.time() - t0
+    self._tick(clock)
+    last['train_seconds'] = float(self.train_seconds.numpy())
     return last
+
+  def _tick(self, clock: float) -> float:
+    """Adds the time since ``clock`` to ``train_seconds``; returns now."""
+    now = time.time()
+    self.train_seconds.assign_add(now - clock)
+    return now
 
   def _periodic_eval(self, step: int, seconds: float) -> None:
     """Runs ``eval_fn`` (with the EMA weights swapped in, if any); logs it.
 
     The curve (``EVAL_CURVE``) holds one row per evaluation: ``{step,
-    train_seconds (this segment's), eval_seconds, ema, **scalars}``.
+    train_seconds, eval_seconds, ema, **scalars}``; ``train_seconds`` is the
+    wall time spent training up to ``step``, summed over resumed segments
+    and without the evaluations (runs whose checkpoints predate this clock
+    count from their first resume with it).
     """
     saved = None
     if self.ema is not None:
