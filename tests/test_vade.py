@@ -189,6 +189,11 @@ def test_eval_curve_logs_cluster_accuracy_from_the_elbo_stage_on(tmp_path):
              'cluster_accuracy' not in p and 'psnr' not in p
              for p in curves['pretrain'])
   assert [p['step'] for p in curves['vae']] == [5, 10]
+  # training.json: the checkpointed clock leaves the evaluations out.
+  with open(os.path.join(runs['vae'], 'training.json')) as f:
+    training = json.load(f)
+  assert 0 < curves['vae'][-1]['train_seconds'] <= training['train_seconds']
+  assert training['train_seconds'] < training['seconds']
   last = curves['vae'][-1]['cluster_accuracy']
   # The logged value is the accuracy of the final weights on the same rows.
   model, _ = experiment.restore_for_eval(runs['vae'])
