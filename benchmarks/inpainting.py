@@ -87,7 +87,6 @@ def model_method(spec):
   # pylint: disable=g-import-not-at-top
   from pm_zoo import experiment
   from pm_zoo.tasks.imputation import Imputer
-  import tensorflow as tf
   if '=' not in spec:
     raise UserError(f'--model {spec!r}: give NAME=DIR[+DIR...]')
   name, dirs = spec.split('=', 1)
@@ -99,9 +98,7 @@ def model_method(spec):
     return imputer.samples(x, mask, s, seed=seed)
 
   def one(x, mask, s):
-    return imputer._sample(tf.constant(x), tf.constant(mask),  # pylint: disable=protected-access
-                           tf.constant(s, tf.int32),
-                           tf.constant([0, 0], tf.int32)).numpy()
+    return imputer.samples(x, mask, s, seed=0)
   return name, sampler, fit_seconds(dirs), one, step
 
 

@@ -137,3 +137,26 @@ def test_export_serves_impute_and_sample_with_tensorflow_only(runs):
   assert out['impute_shape'] == [3, 8, 8, 1]
   assert out['row_keyed'] and out['observed_kept']
   assert out['imported'] == []
+
+
+def test_inpainting_benchmark_scores_a_vq_vae_run(runs, tmp_path):
+  """benchmarks/inpainting.py end to end on the two stages (a subprocess:
+  its absl flags are process-global)."""
+  import conftest  # pylint: disable=g-import-not-at-top
+  _, stage1, stage2 = runs
+  output = tmp_path / 'inpainting.json'
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.inpainting', '--source=sklearn_digits',
+       '--num_test=6', '--trials=2', '--num_samples=2',
+       '--precision_recall=false', f'--model=vq={stage2}+{stage1}',
+       f'--output={output}'],
+      cwd=conftest.REPO, capture_output=True, text=True, check=False,
+      env={**os.environ, 'PYTHONPATH': conftest.REPO})
+  assert done.returncode == 0, done.stderr[-2000:]
+  methods = json.loads(output.read_text())['methods']
+  assert sorted(methods) == ['KNN-10', 'train-mean fill', 'vq', 'zero fill']
+  vq = methods['vq']
+  assert vq['psnr']['trials'] == 2 and np.isfinite(vq['psnr']['mean'])
+  assert vq['one_image_ms'] > 0 and vq['impute_seconds_per_1000'] > 0
+  assert vq['step'] == 10
+  assert 'vq' in done.stdout
