@@ -23,26 +23,33 @@ a uniform, and the rest of that grid, which conditions on it; more than
 samples under 50 ms on a CPU. Weights are random (a trained network has the
 same cost). Prints one table and writes JSON.
 """
+import argparse
 import json
+import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from absl import app
-from absl import flags
-import numpy as np
 import tensorflow as tf
 
 from pm_zoo.distributions import pixelcnn
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list('sizes', ['32x4', '64x8'],
-                  'PixelCNN sizes, FILTERSxBLOCKS (the paper: 128x8)')
-flags.DEFINE_list('rows', ['1', '100'], 'instances per call')
-flags.DEFINE_integer('samples', 10, 'draws per instance')
-flags.DEFINE_integer('grid', 7, 'the code grid is GRID x GRID (MNIST: 7)')
-flags.DEFINE_integer('codes', 256, 'codebook size')
-flags.DEFINE_integer('repeats', 3, 'timed calls per method (best counts)')
-flags.DEFINE_string('output', None, 'JSON path')
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+  parser.add_argument('--sizes', default='32x4,64x8',
+                      help='PixelCNN sizes, FILTERSxBLOCKS, comma separated '
+                      '(the paper: 128x8)')
+  parser.add_argument('--rows', default='1,100',
+                      help='instances per call, comma separated')
+  parser.add_argument('--samples', type=int, default=10,
+                      help='draws per instance')
+  parser.add_argument('--grid', type=int, default=7,
+                      help='the code grid is GRID x GRID (MNIST: 7)')
+  parser.add_argument('--codes', type=int, default=256, help='codebook size')
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='timed calls per method (the best counts)')
+  parser.add_argument('--output', default=None, help='JSON path')
+  return parser.parse_args(argv)
 
 
 def whole_grid_sample(network, condition, uniforms, grid):
@@ -139,15 +146,19 @@ def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
   return {'grid': grid_size, 'codes': codes, 'results': results}
 
 
-def main(argv):
-  del argv
-  result = run(FLAGS.sizes, [int(n) for n in FLAGS.rows], FLAGS.samples,
-               FLAGS.grid, FLAGS.codes, FLAGS.repeats)
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    rows = [int(n) for n in args.rows.split(',')]
+  except ValueError:
+    raise SystemExit(f'--rows takes integers, got {args.rows!r}') from None
+  result = run(args.sizes.split(','), rows, args.samples, args.grid,
+               args.codes, args.repeats)
   print(format_rows(result['results']))
-  if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
+  if args.output:
+    with open(args.output, 'w') as f:
       json.dump(result, f, indent=1)
-  total = sum(r['samples'] * r['rows'] * FLAGS.grid ** 2
+  total = sum(r['samples'] * r['rows'] * args.grid ** 2
               for r in result['results'])
   for name in ('row-cached', 'row-cached+XLA'):
     wrong = sum(r['methods'][name]['mismatched_codes']
@@ -156,8 +167,8 @@ def main(argv):
       raise SystemExit(f'{name} drew {wrong} of {total} codes unlike the '
                        'whole-grid reference: more than float rounding '
                        'explains, a bug')
+  return result
 
 
 if __name__ == '__main__':
-  np.set_printoptions(precision=4)
-  app.run(main)
+  main()
