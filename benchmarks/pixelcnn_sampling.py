@@ -61,10 +61,7 @@ def whole_grid_sample(network, condition, uniforms, grid):
   for i in range(height):
     for j in range(width):
       logits = network(codes[:, :i + 1], condition)[:, i, j]
-      cdf = tf.cumsum(tf.nn.softmax(logits), axis=-1)
-      code = tf.minimum(tf.reduce_sum(tf.cast(
-          cdf < uniforms[:, i * width + j, None], tf.int32), -1),
-                        network.num_codes - 1)
+      code = pixelcnn.inverse_cdf(logits, uniforms[:, i * width + j])
       position = tf.reshape(tf.one_hot(i * width + j, height * width,
                                        dtype=tf.int32), [1, height, width])
       codes = codes + code[:, None, None] * position

@@ -197,18 +197,8 @@ class PixelCNNNetwork(keras.layers.Layer):
     block's convolution inputs. Whole grid (``above=None``) or one row with
     ``above`` = the ``inputs`` of the row above (see ``horizontal``).
     """
-    states, inputs, skips = [], [], []
-    above = above or [None] * len(self.v_up + self.v_down)
-    for n, v_block in enumerate(self.v_up + self.v_down):
-      up = n < len(self.v_up)
-      aux = None if up else (skips.pop() if skips else v)
-      v, block_inputs = v_block.forward(v, condition, aux=aux,
-                                        training=training, above=above[n])
-      if up:
-        skips.append(v)
-      states.append(v)
-      inputs.append(block_inputs)
-    return states, inputs
+    return self._stack(self.v_up, self.v_down, v, condition, training, above,
+                       aux=lambda n, skip: skip)
 
   def horizontal(self, h, v_states, condition, training=False, above=None):
     """The horizontal stack from its input ``h``: ``(h_out, inputs)``.
@@ -217,21 +207,44 @@ class PixelCNNNetwork(keras.layers.Layer):
     the same call returned for the row above (one pair per block); the
     vertical states ``v_states`` are then that row's.
     """
-    blocks = self.h_up + self.h_down
+    def aux(n, skip):
+      return v_states[n] if skip is None else tf.concat(
+          [v_states[n], skip], -1)
+    outputs, inputs = self._stack(self.h_up, self.h_down, h, condition,
+                                  training, above, aux)
+    return outputs[-1], inputs
+
+  @staticmethod
+  def _stack(up_blocks, down_blocks, x, condition, training, above, aux):
+    """One stack's up and down pass: ``(outputs, inputs)`` per block.
+
+    A down block takes the output of its mirrored up block as ``skip`` (its
+    own input where the up pass is shorter), an up block ``None``;
+    ``aux(n, skip)`` gives block n's aux input from it.
+    """
+    blocks = list(up_blocks) + list(down_blocks)
     above = above or [None] * len(blocks)
-    inputs, skips = [], []
-    for n, h_block in enumerate(blocks):
-      v = v_states[n]
-      if n < len(self.h_up):
-        aux = v
-      else:
-        aux = tf.concat([v, skips.pop() if skips else h], -1)
-      h, block_inputs = h_block.forward(h, condition, aux=aux,
-                                        training=training, above=above[n])
-      if n < len(self.h_up):
-        skips.append(h)
+    outputs, inputs, skips = [], [], []
+    for n, block in enumerate(blocks):
+      up = n < len(up_blocks)
+      skip = None if up else (skips.pop() if skips else x)
+      x, block_inputs = block.forward(x, condition, aux=aux(n, skip),
+                                      training=training, above=above[n])
+      if up:
+        skips.append(x)
+      outputs.append(x)
       inputs.append(block_inputs)
-    return h, inputs
+    return outputs, inputs
+
+
+def inverse_cdf(logits: tf.Tensor, uniforms: tf.Tensor) -> tf.Tensor:
+  """Categorical draws ``[...]`` int32 from ``logits [..., K]`` and
+  ``uniforms [...]``: the least k with CDF(k) >= u (K - 1 at most, against
+  rounding)."""
+  cdf = tf.cumsum(tf.nn.softmax(logits), axis=-1)
+  return tf.minimum(
+      tf.reduce_sum(tf.cast(cdf < uniforms[..., tf.newaxis], tf.int32),
+                    axis=-1), logits.shape[-1] - 1)
 
 
 class CodeGridDistribution(tfd.Distribution):
@@ -326,7 +339,7 @@ class CodeGridDistribution(tfd.Distribution):
     samples, rows = tf.shape(uniforms)[0], tf.shape(uniforms)[1]
     flat_u = tf.reshape(uniforms, [samples * rows, size])
     condition = tf.tile(self.condition, [samples, 1])
-    network, grid, num_codes = self.network, self.grid, self.network.num_codes
+    network, grid = self.network, self.grid
 
     height, width = grid
 
@@ -349,8 +362,7 @@ class CodeGridDistribution(tfd.Distribution):
       for i in range(height):
         # Row i of the vertical input is v_init at row i - 1 (a 2-row
         # convolution over rows i - 2, i - 1); zeros for row 0.
-        v = (network.v_init(e_rows[1], above=e_rows[0]) if i else
-             tf.zeros([n, 1, width, network.filters]))
+        v = network.v_init(e_rows[1], above=e_rows[0]) if i else no_codes
         v_rows, v_above = network.vertical(v, condition, above=v_above)
         e_above = e_rows[1]
         h_from_above = network.h_init_v(e_above) if i else 0.0
@@ -362,11 +374,7 @@ class CodeGridDistribution(tfd.Distribution):
               network.h_init_h(e_row, above=e_above))
           h, inputs = network.horizontal(h, v_rows, condition, above=above)
           logits = network.logits(tf.nn.elu(tf.gather(h[:, 0], j, axis=1)))
-          cdf = tf.cumsum(tf.nn.softmax(logits), axis=-1)
-          u = tf.gather(flat_u, i * width + j, axis=1)[:, tf.newaxis]
-          code = tf.minimum(
-              tf.reduce_sum(tf.cast(cdf < u, tf.int32), axis=-1),
-              num_codes - 1)
+          code = inverse_cdf(logits, tf.gather(flat_u, i * width + j, axis=1))
           update = tf.one_hot(i * width + j, height * width, dtype=tf.int32)
           codes = codes + code[:, tf.newaxis, tf.newaxis] * tf.reshape(
               update, [1, height, width])
