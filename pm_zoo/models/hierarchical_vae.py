@@ -224,13 +224,16 @@ class TopDownBlock(keras.layers.Layer):
 
   def prior(self, h):
     c = self.latent_channels
-    out = self.prior_block(h)
-    return out[..., :c], tf.exp(out[..., c:2 * c]), out[..., 2 * c:]
+    # tf.split, not slicing: the gradient of a split is one concat, that of
+    # each slice a zero-padded copy of the whole tensor.
+    loc, log_scale, feature = tf.split(self.prior_block(h),
+                                       [c, c, -1], axis=-1)
+    return loc, tf.exp(log_scale), feature
 
   def posterior(self, h, acts):
-    c = self.latent_channels
-    out = self.posterior_block(tf.concat([h, acts], axis=-1))
-    return out[..., :c], tf.exp(out[..., c:])
+    loc, log_scale = tf.split(
+        self.posterior_block(tf.concat([h, acts], axis=-1)), 2, axis=-1)
+    return loc, tf.exp(log_scale)
 
   def update(self, h, feature, z):
     return self.resnet(h + feature + self.z_proj(z))
@@ -667,9 +670,10 @@ class HierarchicalPartialEncoder(keras.Model):
     def q_fn(i, h):
       res = self.vae.blocks[i].res
       out = self.blocks[i](tf.concat([tf.stop_gradient(h), acts[res]], -1))
+      loc, rest = tf.split(out, [c, -1], axis=-1)
       if self.covariance == 'diag':
-        return diagonal(out[..., :c], tf.exp(out[..., c:]))
-      return full_covariance(out[..., :c], self._tril(out[..., c:]))
+        return diagonal(loc, tf.exp(rest))
+      return full_covariance(loc, self._tril(rest))
 
     return q_fn
 
