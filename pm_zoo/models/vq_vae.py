@@ -45,8 +45,10 @@ batch)) and ``dead_codes`` (codes with N_k below the threshold).
 Pixel likelihood: 'gaussian' (Normal with a linear mean and one learned
 scalar scale, the paper's; ``decode`` clips the mean to the pixel range
 [0, 1], as the paper's imputation clips: a sigmoid mean saturated and
-stalled training at the start) or 'bernoulli' (continuous Bernoulli
-cross-entropy on grey levels, as the Gaussian VAE's MNIST decoder).
+stalled training at the start) or 'bernoulli' (the Bernoulli
+cross-entropy of the grey levels, -x log p - (1 - x) log(1 - p), as the
+Gaussian VAE's MNIST decoder; not normalised over [0, 1] as a continuous
+Bernoulli would be; ``decode``'s mean is p).
 
 The VQ-VAE has no posterior density and no generative prior (it was trained
 with a uniform prior over codes, which PM never needs), so it declares none
