@@ -257,7 +257,8 @@ class PosteriorMatchingVAE(keras.Model):
       # A family stage (e.g. VaDE's autoencoder pre-training): the VAE's own
       # terms for it, no partial encoder.
       terms = self.vae.stage_terms(objective, x, kl_weight, training=training,
-                                   noise=noise, seed=seed, observed=observed)
+                                   noise=noise, seed=seed, observed=observed,
+                                   mask=mask)
       outputs = dict(terms.scalars)
       outputs['pm_loss'] = tf.zeros_like(terms.loss)
       outputs['loss'] = terms.loss

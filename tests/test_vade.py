@@ -91,6 +91,65 @@ def test_vade_declares_what_it_can_do():
     model.stage_terms('nonsense', tf.zeros([1, 4]), 1.0)
 
 
+def test_denoising_pretraining_encodes_the_masked_rows_only_in_training():
+  """pretrain_denoising: -log p(x | m(x * b)) in training, m(x) otherwise."""
+  model = _vade()
+  model.pretrain_denoising = True
+  rng = np.random.default_rng(2)
+  x = tf.constant(rng.normal(size=[3, 4]).astype(np.float32))
+  mask = tf.constant([[1, 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]], tf.float32)
+
+  def reconstruction(inputs):
+    m = model.encode(inputs).loc
+    return -model.decode(m).log_prob(x).numpy()
+
+  # Plain networks (no dropout or batch statistics), so training=True and
+  # False differ by the corruption alone.
+  denoising = model.stage_terms('pretrain', x, 1.0, training=True,
+                                mask=mask)
+  np.testing.assert_allclose(denoising.loss.numpy(),
+                             reconstruction(x * mask), rtol=1e-6)
+  clean = model.stage_terms('pretrain', x, 1.0, training=False, mask=mask)
+  np.testing.assert_allclose(clean.loss.numpy(), reconstruction(x),
+                             rtol=1e-6)
+  assert not np.allclose(denoising.loss.numpy()[:2], clean.loss.numpy()[:2])
+  # The fully observed row is not corrupted.
+  np.testing.assert_allclose(denoising.loss.numpy()[2],
+                             clean.loss.numpy()[2], rtol=1e-6)
+  with pytest.raises(UserError, match='train_mask'):
+    model.stage_terms('pretrain', x, 1.0, training=True)
+
+
+def test_denoising_pretrain_gin_corrupts_a_fifth_of_the_pixels():
+  from pm_zoo.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  configs.parse(['vade_mnist_mlp_pretrain_denoising.gin'])
+  model = matching.PosteriorMatchingVAE([28, 28, 1])
+  assert model.vae.pretrain_denoising
+  mask = trainer_lib.TrainConfig().train_mask([2000, 28, 28, 1],
+                                              tf.constant([0, 1]))
+  assert abs(float(np.mean(mask)) - 0.8) < 0.01
+
+
+def test_gmm_sweep_seed_is_the_prior_stage_two_starts_from():
+  """benchmarks.gmm_init's row for seed s is what gmm_seed=s initialises."""
+  from benchmarks import gmm_init  # pylint: disable=g-import-not-at-top
+  x, y = _blobs(n=300, d=4)
+  model = _vade(d=2, k=3)
+  model.gmm_examples = 200
+  rows = gmm_init.sweep(model, x, x[:100], y[:100], seeds=2)
+  assert [r['seed'] for r in rows] == [0, 1]
+  for seed, row in enumerate(rows):
+    model.gmm_seed = seed
+    model.fit_prior(x)
+    clusters = model.cluster_probabilities(
+        model.latent_means(x[:100])).numpy().argmax(-1)
+    assert row['accuracy'] == clustering.hungarian_accuracy(y[:100], clusters)
+    assert row['fit_rows'] == 200
+  summary = gmm_init.summarise(rows)
+  assert summary['accuracy_min'] <= summary['accuracy_mean'] <= (
+      summary['accuracy_max'])
+
+
 def test_a_family_without_clusters_refuses_clustering():
   configs.parse(['tiny/table.gin'])
   model = matching.PosteriorMatchingVAE([4])

@@ -189,9 +189,15 @@ class BaseVAE(keras.Model):
 
   def stage_terms(self, stage: str, x: tf.Tensor, kl_weight: tf.Tensor,
                   training: bool = True, noise: Optional[tf.Tensor] = None,
-                  seed=None, observed: Optional[tf.Tensor] = None
-                  ) -> VAETerms:
-    """Per-example terms of one of ``stages`` (arguments as training_terms)."""
+                  seed=None, observed: Optional[tf.Tensor] = None,
+                  mask: Optional[tf.Tensor] = None) -> VAETerms:
+    """Per-example terms of one of ``stages`` (arguments as training_terms).
+
+    ``mask`` is the trainer's mask b of x's shape for this batch (drawn from
+    ``TrainConfig.train_mask``, a pure function of seed and step, so every
+    strategy and a resumed run see the same one), or None outside training;
+    a stage may use it as its corruption (VaDE's denoising pre-training).
+    """
     raise UserError(f'the {self.family} base VAE has no training stage '
                     f'{stage!r}; its stages are {list(self.stages)}')
 

@@ -35,7 +35,12 @@ Training stages (each a ``pm-train`` run that resumes; see
 
 1. ``objective='pretrain'`` (a family stage, ``BaseVAE.stages``): a
    deterministic autoencoder, loss ``-log p(x | m(x))``, on the encoder and
-   decoder only.
+   decoder only. With ``pretrain_denoising`` it is a denoising autoencoder
+   with masking noise (Vincent et al. 2010; DEC's and the VaDE authors'
+   stacked autoencoders were pre-trained with such corruption): the loss is
+   ``-log p(x | m(x * b))``, the whole x reconstructed from the cells the
+   trainer's mask b keeps (``TrainConfig.train_mask``, e.g. a
+   ``BernoulliMask`` with ``p_observed=0.8`` for 20% corruption).
 2. ``objective='vae'`` warm-started from stage 1 (``vae_checkpoint``): when
    the stage starts from step 0, ``begin_stage`` fits a diagonal
    ``sklearn.mixture.GaussianMixture`` with K components to the latent means
@@ -110,6 +115,8 @@ class VaDE(GaussianVAE):
     decoder_head: Bernoulli (images in [0, 1]) or Gaussian (tables).
     gmm_examples: training rows encoded to fit the initial GaussianMixture.
     gmm_seed: its random_state.
+    pretrain_denoising: pre-train as a denoising autoencoder on x * b (see
+      the module docstring); False: the plain autoencoder.
   """
 
   capabilities = frozenset({base.GAUSSIAN_LATENT, base.MARGINAL_LIKELIHOOD,
@@ -123,6 +130,7 @@ class VaDE(GaussianVAE):
                decoder_network: Callable = mlp.ResidualMLP,
                decoder_head: Callable = heads.Gaussian,
                gmm_examples: int = 20000, gmm_seed: int = 0,
+               pretrain_denoising: bool = False,
                name: str = 'vade', **kwargs):
     if num_clusters < 1:
       raise UserError(f'VaDE.num_clusters must be >= 1, got {num_clusters}')
@@ -134,6 +142,7 @@ class VaDE(GaussianVAE):
     self.num_clusters = int(num_clusters)
     self.gmm_examples = int(gmm_examples)
     self.gmm_seed = int(gmm_seed)
+    self.pretrain_denoising = bool(pretrain_denoising)
     k, d = self.num_clusters, self.latent_dim
     self.mixture_logits = self.add_weight(
         name='mixture_logits', shape=[k], initializer='zeros')
@@ -213,15 +222,21 @@ class VaDE(GaussianVAE):
 
   # ----------------------------------------------------------- stages
   def stage_terms(self, stage, x, kl_weight, training=True, noise=None,
-                  seed=None, observed=None) -> base.VAETerms:
-    """'pretrain': the autoencoder loss -log p(x | m(x)) per row."""
+                  seed=None, observed=None, mask=None) -> base.VAETerms:
+    """'pretrain': -log p(x | m(x)) per row; denoising: -log p(x | m(x * b))."""
     if stage != PRETRAIN:
       return super().stage_terms(stage, x, kl_weight, training, noise, seed,
-                                 observed)
+                                 observed, mask)
     if observed is not None:
       raise UserError('VaDE does not train on incomplete data: pass fully '
                       'observed rows')
-    m = self.encode(x, training=training).loc
+    corrupted = x
+    if self.pretrain_denoising and training:
+      if mask is None:
+        raise UserError('VaDE.pretrain_denoising needs the trainer\'s mask '
+                        '(TrainConfig.train_mask) as its corruption')
+      corrupted = x * tf.cast(mask, x.dtype)
+    m = self.encode(corrupted, training=training).loc
     reconstruction = -self.decode(m, training=training).log_prob(x)
     return base.VAETerms(loss=reconstruction,
                          scalars={'reconstruction': reconstruction},
@@ -244,21 +259,47 @@ class VaDE(GaussianVAE):
     return np.concatenate([encode(tf.constant(x[i:i + batch_size])).numpy()
                            for i in range(0, len(x), batch_size)])
 
-  def fit_prior(self, train_x: np.ndarray) -> None:
-    """Sets the prior from a diagonal GaussianMixture on the latent means."""
-    # pylint: disable=g-import-not-at-top
-    from sklearn.mixture import GaussianMixture
-    rows = np.random.default_rng(self.gmm_seed).permutation(len(train_x))
+  def initial_mixture(self, train_x: np.ndarray, seed: Optional[int] = None):
+    """The GaussianMixture stage 2 starts from, and the latent means it fits.
+
+    ``gmm_examples`` training rows drawn with ``seed`` (default
+    ``gmm_seed``), encoded to their means m(x) ``[n, d]``; a diagonal
+    GaussianMixture with ``random_state=seed`` fitted to them
+    (``fit_gaussian_mixture``). Returns ``(gmm, rows, means)``.
+    """
+    seed = self.gmm_seed if seed is None else int(seed)
+    rows = np.random.default_rng(seed).permutation(len(train_x))
     rows = np.sort(rows[:self.gmm_examples])
     means = self.latent_means(np.asarray(train_x[rows], np.float32))
     if len(means) < self.num_clusters:
       raise UserError(f'VaDE needs at least num_clusters={self.num_clusters} '
                       f'training rows to fit its prior, got {len(means)}')
-    gmm = GaussianMixture(self.num_clusters, covariance_type='diag',
-                          random_state=self.gmm_seed, reg_covar=1e-4)
-    gmm.fit(means.astype(np.float64))
+    return fit_gaussian_mixture(means, self.num_clusters, seed), rows, means
+
+  def fit_prior(self, train_x: np.ndarray) -> None:
+    """Sets the prior from a diagonal GaussianMixture on the latent means."""
+    gmm, _, means = self.initial_mixture(train_x)
     self.set_prior(*gmm_to_prior_parameters(gmm.weights_, gmm.means_,
                                             gmm.covariances_))
     logging.info('VaDE prior initialised from a %d-component GaussianMixture '
                  'on %d latent means (log-likelihood %.3f per row)',
                  self.num_clusters, len(means), gmm.score(means))
+
+
+def fit_gaussian_mixture(means: np.ndarray, num_clusters: int, seed: int):
+  """The diagonal ``sklearn`` GaussianMixture VaDE's prior starts from.
+
+  Args:
+    means: ``[N, d]`` latent means m(x) of training rows.
+    num_clusters: K.
+    seed: its ``random_state`` (k-means initialisation, one restart).
+
+  Returns:
+    The fitted ``GaussianMixture`` (``weights_ [K]``, ``means_ [K, d]``,
+    ``covariances_ [K, d]``).
+  """
+  # pylint: disable=g-import-not-at-top
+  from sklearn.mixture import GaussianMixture
+  gmm = GaussianMixture(num_clusters, covariance_type='diag',
+                        random_state=seed, reg_covar=1e-4)
+  return gmm.fit(np.asarray(means, np.float64))
