@@ -111,8 +111,8 @@ def main(argv):
     result, table = run()
   except UserError as error:
     common.exit_with_error(error)
-  return common.report(result, table, FLAGS.output)
+  common.report(result, table, FLAGS.output)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main)   # main returns None: app.run exits with what main returns

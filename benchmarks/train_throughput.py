@@ -105,11 +105,13 @@ MATMUL_SHAPES = ((512, 256, 256), (1024, 1024, 1024))
 
 
 # ------------------------------------------------------------------ FLOPs
-def step_flops(model, objective: str, x: np.ndarray, mask: np.ndarray
-               ) -> int:
-  """FLOPs of the gradient of the model's loss on one batch (profiler)."""
+def loss_gradient(model, objective: str, batch_size: int):
+  """(gradient, noise): ``gradient(x, mask, noise)`` is the gradient of the
+  mean loss over one batch w.r.t. the objective's variables (forward and
+  backward pass, no update); ``noise`` is a zero ``[batch_size, noise]``
+  tensor for it."""
   variables = model.trainable_variables_for(objective)
-  noise = tf.zeros([x.shape[0], model.latent_dim])
+  noise = tf.zeros([batch_size, model.latent_dim])
 
   def gradient(x, mask, noise):
     with tf.GradientTape() as tape:
@@ -120,6 +122,13 @@ def step_flops(model, objective: str, x: np.ndarray, mask: np.ndarray
     return tape.gradient(loss, variables,
                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
+  return gradient, noise
+
+
+def step_flops(model, objective: str, x: np.ndarray, mask: np.ndarray
+               ) -> int:
+  """FLOPs of the gradient of the model's loss on one batch (profiler)."""
+  gradient, noise = loss_gradient(model, objective, x.shape[0])
   concrete = tf.function(gradient).get_concrete_function(
       tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(mask.shape,
                                                         tf.float32),
@@ -194,6 +203,13 @@ def _data(shape, batch_size: int) -> np.ndarray:
   return rng.normal(size=rows).astype(np.float32)
 
 
+def first_batch(data: np.ndarray, cfg) -> Tuple[np.ndarray, np.ndarray]:
+  """The first global batch of ``data`` and a training mask for it."""
+  batch = data[:cfg.batch_size]
+  mask = cfg.train_mask(list(batch.shape), tf.constant([0, 0], tf.int64))
+  return batch, np.asarray(mask)
+
+
 def run_one(name: str, xla: bool, devices: int, steps: int, warmup: int,
             repeats: int, extra_bindings: Sequence[str]) -> Dict:
   """Times the Trainer on model ``name``; returns the run's JSON row."""
@@ -210,9 +226,8 @@ def run_one(name: str, xla: bool, devices: int, steps: int, warmup: int,
   cfg = trainer_lib.TrainConfig()
   data = _data(shape, cfg.batch_size)
   model = experiment.build_model(shape, strategy)
-  batch = data[:cfg.batch_size]
-  mask = cfg.train_mask(list(batch.shape), tf.constant([0, 0], tf.int64))
-  flops = step_flops(model, cfg.objective, batch, np.asarray(mask))
+  batch, mask = first_batch(data, cfg)
+  flops = step_flops(model, cfg.objective, batch, mask)
   trainer = trainer_lib.Trainer(model, strategy, tempfile.mkdtemp(
       prefix='pm_zoo_throughput_'), cfg)
 
