@@ -2,11 +2,13 @@
 
 A benchmark's ``main`` catches ``pm_zoo.errors.UserError`` around its work
 and hands it to ``exit_with_error`` (one line, ``error: ...``, on stderr and
-exit status 2, so bad flags never print a half table), then returns
+exit status 2, so bad flags never print a half table), then calls
 ``report(result, table, output)``: the printed table and, with ``--output``,
 the JSON written atomically, with the package versions and the machine that
 measured it under ``"environment"`` (``environment()``), so a number quoted
-from it can name them.
+from it can name them. A script run by absl's ``app.run`` must not return
+that value from ``main``: ``app.run`` exits with it (a dict is printed and
+the exit status is 1).
 """
 import os
 import platform
