@@ -120,6 +120,25 @@ def test_denoising_pretraining_encodes_the_masked_rows_only_in_training():
     model.stage_terms('pretrain', x, 1.0, training=True)
 
 
+def test_the_trainers_mask_reaches_the_denoising_stage():
+  """per_example_losses hands its mask b to the family stage."""
+  configs.parse(['tiny/vade_table.gin'], ['VaDE.pretrain_denoising = True'])
+  model = matching.PosteriorMatchingVAE([4])
+  x = tf.constant(np.random.default_rng(4).normal(size=[2, 4]), tf.float32)
+  model(x, tf.ones([2, 4]))
+  nothing = model.per_example_losses(x, tf.zeros([2, 4]), tf.constant(1.0),
+                                     objective='pretrain')
+  everything = model.per_example_losses(x, tf.ones([2, 4]), tf.constant(1.0),
+                                        objective='pretrain')
+  vae = model.vae
+  from_zeros = -vae.decode(vae.encode(tf.zeros([2, 4])).loc).log_prob(x)
+  from_x = -vae.decode(vae.encode(x).loc).log_prob(x)
+  np.testing.assert_allclose(nothing['loss'].numpy(), from_zeros.numpy(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(everything['loss'].numpy(), from_x.numpy(),
+                             rtol=1e-5)
+
+
 def test_denoising_pretrain_gin_corrupts_a_fifth_of_the_pixels():
   from pm_zoo.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   configs.parse(['vade_mnist_mlp_pretrain_denoising.gin'])
