@@ -93,17 +93,10 @@ def mean_imputed_methods(train_x, k, seed, fit_examples):
 
 def image_benchmark():
   # pylint: disable=g-import-not-at-top
-  from pm_zoo import experiment
-  from pm_zoo.models import base
   from pm_zoo.tasks import clustering
   from pm_zoo.training import trainer as trainer_lib
-  model, step = experiment.restore_for_eval(FLAGS.model_dir)
-  model.vae.require(base.CLUSTERS, 'benchmarks.clustering')
-  options = experiment.data_options(FLAGS.model_dir)
-  splits, _ = experiment.load_standardized(options, FLAGS.model_dir,
-                                           fit=False)
-  if splits.test_labels is None:
-    raise UserError(f'{splits.name} has no test labels to score against')
+  model, step, splits = clustering.restore_labelled_run(
+      FLAGS.model_dir, 'benchmarks.clustering')
   n = min(len(splits.test), FLAGS.max_examples)
   x, labels = splits.test[:n], np.asarray(splits.test_labels[:n])
   config = clustering.ClusterConfig(
@@ -226,18 +219,14 @@ def table_benchmark():
   return result, '\n'.join(lines)
 
 
-def main(argv):
-  del argv
+def run():
   logging.set_verbosity(logging.INFO)
-  try:
-    if bool(FLAGS.model_dir) == bool(FLAGS.table):
-      raise UserError('pass exactly one of --model_dir (images) and --table')
-    result, table = (image_benchmark() if FLAGS.model_dir
-                     else table_benchmark())
-  except UserError as e:
-    common.exit_with_error(e)
-  common.report(result, table, FLAGS.output)
-  # Nothing returned: absl would print the whole result after the table.
+  if bool(FLAGS.model_dir) == bool(FLAGS.table):
+    raise UserError('pass exactly one of --model_dir (images) and --table')
+  return image_benchmark() if FLAGS.model_dir else table_benchmark()
+
+
+main = common.absl_main(run, lambda: FLAGS.output)
 
 
 if __name__ == '__main__':

@@ -6,17 +6,19 @@ exit status 2, so bad flags never print a half table), then calls
 ``report(result, table, output)``: the printed table and, with ``--output``,
 the JSON written atomically, with the package versions and the machine that
 measured it under ``"environment"`` (``environment()``), so a number quoted
-from it can name them. A script run by absl's ``app.run`` must not return
-that value from ``main``: ``app.run`` exits with it (a dict is printed and
-the exit status is 1).
+from it can name them. Scripts run by absl's ``app.run`` get that ending as
+``absl_main(run, output)``: ``app.run`` exits with what ``main`` returns (a
+returned dict is printed and the exit status is 1), so that ``main``
+returns nothing.
 """
 import os
 import platform
 import sys
 from importlib import metadata
-from typing import Any, Dict, NoReturn, Optional
+from typing import Any, Callable, Dict, NoReturn, Optional, Tuple
 
 from pm_zoo import run_dir
+from pm_zoo.errors import UserError
 
 
 def exit_with_error(error: Exception) -> NoReturn:
@@ -67,3 +69,21 @@ def report(result: Any, table: str, output: Optional[str]) -> Any:
     run_dir.write_json(output, result)
     print(f'results written to {output}')
   return result
+
+
+def absl_main(run: Callable[[], Tuple[Any, str]],
+              output: Callable[[], Optional[str]]) -> Callable:
+  """The ``main`` for ``app.run``: ``run()``, then ``report``; returns None.
+
+  ``run()`` returns ``(result, table)`` and may raise ``UserError`` (one
+  line on stderr, exit status 2); ``output()`` gives the JSON path (read
+  after flags are parsed, e.g. ``lambda: FLAGS.output``).
+  """
+  def main(argv):
+    del argv
+    try:
+      result, table = run()
+    except UserError as error:
+      exit_with_error(error)
+    report(result, table, output())
+  return main

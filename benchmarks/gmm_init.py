@@ -78,19 +78,13 @@ def format_table(rows, summary, header):
 
 def run():
   # pylint: disable=g-import-not-at-top
-  from pm_zoo import experiment
-  from pm_zoo.models import base
+  from pm_zoo.tasks import clustering
   if not FLAGS.model_dir:
     raise UserError('pass --model_dir=<a VaDE run>')
   if FLAGS.seeds < 1:
     raise UserError(f'--seeds must be >= 1, got {FLAGS.seeds}')
-  model, step = experiment.restore_for_eval(FLAGS.model_dir)
-  model.vae.require(base.CLUSTERS, 'benchmarks.gmm_init')
-  options = experiment.data_options(FLAGS.model_dir)
-  splits, _ = experiment.load_standardized(options, FLAGS.model_dir,
-                                           fit=False)
-  if splits.test_labels is None:
-    raise UserError(f'{splits.name} has no test labels to score against')
+  model, step, splits = clustering.restore_labelled_run(
+      FLAGS.model_dir, 'benchmarks.gmm_init')
   n = min(len(splits.test), FLAGS.test_examples)
   rows = sweep(model.vae, splits.train, splits.test[:n],
                np.asarray(splits.test_labels[:n]), FLAGS.seeds)
@@ -105,14 +99,8 @@ def run():
   return result, format_table(rows, summary, header)
 
 
-def main(argv):
-  del argv
-  try:
-    result, table = run()
-  except UserError as error:
-    common.exit_with_error(error)
-  common.report(result, table, FLAGS.output)
+main = common.absl_main(run, lambda: FLAGS.output)
 
 
 if __name__ == '__main__':
-  app.run(main)   # main returns None: app.run exits with what main returns
+  app.run(main)

@@ -210,14 +210,8 @@ def run():
   return result, '\n'.join(lines)
 
 
-def main(argv):
-  del argv
-  try:
-    result, table = run()
-  except UserError as e:
-    common.exit_with_error(e)
-  return common.report(result, table, FLAGS.output)
+main = common.absl_main(run, lambda: FLAGS.output)
 
 
 if __name__ == '__main__':
-  app.run(lambda argv: (main(argv), None)[1])
+  app.run(main)

@@ -350,6 +350,31 @@ def format_table(curves: Dict, metric: str = 'accuracy') -> str:
 
 
 # --------------------------------------------------------------- a run
+def restore_labelled_run(model_dir: str, who: str,
+                         data_path: Optional[str] = None,
+                         test_data_path: Optional[str] = None,
+                         tfds_data_dir: Optional[str] = None,
+                         gin_bindings: Sequence[str] = ()):
+  """(model, step, splits) of a clustering run whose test split has labels.
+
+  The run's model restored for evaluation (its EMA weights where it kept
+  them) and its data as it was trained on (``experiment.data_options``);
+  ``who`` names the caller in the one-line error for a family without
+  clusters. Raises ``UserError`` where the test split has no labels.
+  """
+  # pylint: disable=g-import-not-at-top
+  from pm_zoo import experiment
+  model, step = experiment.restore_for_eval(model_dir, gin_bindings)
+  model.vae.require(base.CLUSTERS, who)
+  options = experiment.data_options(model_dir, data_path, test_data_path,
+                                    tfds_data_dir)
+  splits, _ = experiment.load_standardized(options, model_dir, fit=False)
+  if splits.test_labels is None:
+    raise UserError(f'the {splits.name} data has no labels to score '
+                    'clusters against: use a labelled dataset')
+  return model, step, splits
+
+
 def evaluate_run(model_dir: str, data_path: Optional[str] = None,
                  test_data_path: Optional[str] = None,
                  tfds_data_dir: Optional[str] = None,
@@ -363,17 +388,11 @@ def evaluate_run(model_dir: str, data_path: Optional[str] = None,
   the run's training masks and kept in ``model_dir/baseline/``.
   """
   # pylint: disable=g-import-not-at-top
-  from pm_zoo import experiment
   from pm_zoo.tasks import latent_map as latent_map_lib
   from pm_zoo.training import trainer as trainer_lib
-  model, step = experiment.restore_for_eval(model_dir, gin_bindings)
-  model.vae.require(base.CLUSTERS, 'pm-cluster')
-  options = experiment.data_options(model_dir, data_path, test_data_path,
-                                    tfds_data_dir)
-  splits, _ = experiment.load_standardized(options, model_dir, fit=False)
-  if splits.test_labels is None:
-    raise UserError(f'the {splits.name} data has no labels to score '
-                    'clusters against: use a labelled dataset')
+  model, step, splits = restore_labelled_run(
+      model_dir, 'pm-cluster', data_path, test_data_path, tfds_data_dir,
+      gin_bindings)
   config = ClusterConfig()
   train_config = trainer_lib.TrainConfig()
   n = len(splits.test) if config.max_examples is None else min(
