@@ -89,7 +89,7 @@ def profile(name: str, calls: int, xla: bool) -> Dict:
   strategy = strategy_lib.make_strategy('default')
   cfg = trainer_lib.TrainConfig()
   model = experiment.build_model(shape, strategy)
-  data = train_throughput._data(shape, cfg.batch_size)  # pylint: disable=protected-access
+  data = train_throughput.random_data(shape, cfg.batch_size)
   batch, mask = train_throughput.first_batch(data, cfg)
   gradient, noise = train_throughput.loss_gradient(model, cfg.objective,
                                                    cfg.batch_size)

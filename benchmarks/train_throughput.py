@@ -195,7 +195,10 @@ def matmul_peak(shapes: Sequence[Tuple[int, int, int]], seconds: float,
 
 
 # ------------------------------------------------------------------ runs
-def _data(shape, batch_size: int) -> np.ndarray:
+def random_data(shape, batch_size: int) -> np.ndarray:
+  """``[BATCHES_OF_DATA * batch_size, *shape]`` float32 rows of a model's
+  shape, seed 0: uniform [0, 1] pixels for images (3-D ``shape``), standard
+  normals for table rows."""
   rng = np.random.default_rng(0)
   rows = (BATCHES_OF_DATA * batch_size, *shape)
   if len(shape) == 3:
@@ -224,7 +227,7 @@ def run_one(name: str, xla: bool, devices: int, steps: int, warmup: int,
     raise UserError(f'asked for {devices} devices, the strategy has '
                     f'{strategy.num_replicas_in_sync}')
   cfg = trainer_lib.TrainConfig()
-  data = _data(shape, cfg.batch_size)
+  data = random_data(shape, cfg.batch_size)
   model = experiment.build_model(shape, strategy)
   batch, mask = first_batch(data, cfg)
   flops = step_flops(model, cfg.objective, batch, mask)
