@@ -102,6 +102,53 @@ def test_logistic_mixture_matches_a_hand_computation():
   np.testing.assert_allclose(dist.mean().numpy(), mean, rtol=1e-5)
 
 
+def _stable_log_mass(y, loc, log_scale):
+  """float64 log sum_k pi_k [F_k(y + 1/2) - F_k(y - 1/2)] with uniform pi,
+  each component's mass from its CDF left of its median and its survival
+  function right of it (both exact for a logistic), edges open."""
+  s = np.exp(log_scale)
+  a = np.where(y[:, None] == 0, -np.inf, (y[:, None] - 0.5 - loc) / s)
+  b = np.where(y[:, None] == 255, np.inf, (y[:, None] + 0.5 - loc) / s)
+  right = y[:, None] > loc
+  mass = np.where(right, special.expit(-a) - special.expit(-b),
+                  special.expit(b) - special.expit(a))
+  return special.logsumexp(np.log(mass), axis=-1) - np.log(loc.shape[-1])
+
+
+def test_logistic_mixture_is_finite_far_in_both_tails():
+  # Components of scale 1 level at 100-140: pixels 200 and 255 are 60-155
+  # scales above all of them (mass ~1e-26 and less), pixel 0 100 below.
+  # The quantized mixture gave NaN log-probabilities and gradients here.
+  loc = np.array([[100., 120., 140.]] * 4)
+  log_scale = np.zeros((4, 3))
+  y = np.array([0., 30., 200., 255.])
+  logits = tf.Variable(tf.zeros([4, 3]))
+  loc_var = tf.Variable(tf.constant(loc, tf.float32))
+  scale_var = tf.Variable(tf.constant(log_scale, tf.float32))
+  with tf.GradientTape() as tape:
+    log_prob = logistic_mixture.DiscretizedLogisticMixture(
+        logits, loc_var, scale_var).log_prob(tf.constant(y / 255, tf.float32))
+    total = tf.reduce_sum(log_prob)
+  gradients = tape.gradient(total, [logits, loc_var, scale_var])
+  np.testing.assert_allclose(log_prob.numpy(),
+                             _stable_log_mass(y, loc, log_scale), rtol=1e-5)
+  for gradient in gradients:
+    assert np.all(np.isfinite(gradient.numpy()))
+  # Pulling every component towards the far pixel 200 raises its mass.
+  assert np.all(gradients[1].numpy()[2] > 0)
+
+
+def test_logistic_mixture_clips_scales_at_pixelcnnpp_minimum():
+  # -7 on PixelCNN++'s [-1, 1] scale = -7 + log(127.5) on [0, 255]: a
+  # component centred on a level puts 2 sigmoid(0.5 / s) - 1 in it.
+  dist = logistic_mixture.DiscretizedLogisticMixture(
+      tf.zeros([1, 1]), tf.fill([1, 1], 100.0), tf.fill([1, 1], -50.0))
+  s = np.exp(-7.0) * 127.5
+  want = np.log(2 * special.expit(0.5 / s) - 1)
+  np.testing.assert_allclose(dist.log_prob([100 / 255]).numpy(), [want],
+                             rtol=1e-4, atol=1e-6)
+
+
 def test_pixel_likelihood_gives_per_pixel_log_probs():
   params = tf.random.stateless_normal([2, 8, 8, 3 * 3], seed=[0, 1])
   dist = logistic_mixture.pixel_likelihood(params, 3)

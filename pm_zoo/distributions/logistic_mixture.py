@@ -5,11 +5,22 @@ A pixel value y in {0, ..., 255} has probability
   P(y) = sum_k pi_k [ F_k(y + 1/2) - F_k(y - 1/2) ],   F_k(t) = sigmoid((t - mu_k) / s_k),
 
 with the edges taking all the mass outside: P(0) = sum_k pi_k F_k(1/2) and
-P(255) = sum_k pi_k [1 - F_k(254.5)]. It is built from TFP: the continuous
-mixture ``tfd.MixtureSameFamily(Categorical(logits), Logistic(mu - 1/2, s))``
-quantized by ``tfd.QuantizedDistribution(low=0, high=255)``, whose mass at y
-is ``G(y) - G(y - 1)`` for the mixture CDF G; shifting every location by
--1/2 makes that ``F(y + 1/2) - F(y - 1/2)``.
+P(255) = sum_k pi_k [1 - F_k(254.5)]. It is built from TFP, the mixture over
+quantized components (not the quantized mixture):
+``tfd.MixtureSameFamily(Categorical(logits), QuantizedDistribution(
+Logistic(mu - 1/2, s), low=0, high=255))``. Each component's mass at y is
+``F(y + 1/2) - F(y - 1/2)`` (the -1/2 shift makes ``QuantizedDistribution``'s
+``G(y) - G(y - 1)`` that), computed by TFP from the logistic's exact log-CDF
+left of its median and its exact log-survival function right of it, and the
+edges from the same two; the mixture is a log-sum-exp over components.
+
+Why not the quantized mixture: a mixture has no survival function of its
+own, so right of the median TFP takes log(1 - G), which is log 0 = -inf for
+every pixel more than ~17 scales above all of the components (probability
+below float32's 6e-8): the log-probability is NaN there and so is its
+gradient (a training run of the small HVAE diverged at step ~700 that way,
+docs/models-hierarchical.md). Per component both tails are exact, and
+log-probabilities of -1e4 nats stay finite.
 
 The model's pixels are in [0, 1] (``x = y / 255``); this distribution takes
 and gives values in those units: ``log_prob(x)`` scores ``round(255 x)``,
@@ -23,13 +34,18 @@ Shapes: parameters ``[..., K]`` per pixel; batch shape ``[...]`` (e.g.
 ``tfd.Independent`` over ``[H, W, C]``, the factorised decoder form that
 ``heads.elementwise_log_prob`` reads per-pixel log-probabilities from.
 """
+import math
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
 
 NUM_LEVELS = 256
-MIN_LOG_SCALE = -7.0
+# PixelCNN++ clips log s at -7 on its [-1, 1] pixel scale, where one level is
+# 2 / 255 wide; on this distribution's [0, 255] scale that is -7 + log(127.5)
+# (s >= 0.12 levels: sharper components put no more mass in their bin).
+MIN_LOG_SCALE = -7.0 + math.log(127.5)
 
 
 class DiscretizedLogisticMixture(
@@ -43,7 +59,8 @@ class DiscretizedLogisticMixture(
   Args:
     logits: ``[..., K]`` mixture logits.
     loc: ``[..., K]`` locations mu_k on the [0, 255] scale.
-    log_scale: ``[..., K]`` log s_k (clipped below at -7, as PixelCNN++).
+    log_scale: ``[..., K]`` log s_k on the [0, 255] scale (clipped below at
+      ``MIN_LOG_SCALE``, PixelCNN++'s -7 on its [-1, 1] scale).
   """
 
   def __init__(self, logits, loc, log_scale, validate_args=False,
@@ -54,12 +71,12 @@ class DiscretizedLogisticMixture(
       self._loc = tf.convert_to_tensor(loc, tf.float32)
       self._log_scale = tf.maximum(
           tf.convert_to_tensor(log_scale, tf.float32), MIN_LOG_SCALE)
-      self._quantized = tfd.QuantizedDistribution(
-          tfd.MixtureSameFamily(
-              mixture_distribution=tfd.Categorical(logits=self._logits),
-              components_distribution=tfd.Logistic(
-                  loc=self._loc - 0.5, scale=tf.exp(self._log_scale))),
-          low=0., high=NUM_LEVELS - 1.)
+      self._quantized = tfd.MixtureSameFamily(
+          mixture_distribution=tfd.Categorical(logits=self._logits),
+          components_distribution=tfd.QuantizedDistribution(
+              tfd.Logistic(loc=self._loc - 0.5,
+                           scale=tf.exp(self._log_scale)),
+              low=0., high=NUM_LEVELS - 1.))
       super().__init__(
           dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
           validate_args=validate_args, allow_nan_stats=allow_nan_stats,
@@ -84,16 +101,7 @@ class DiscretizedLogisticMixture(
 
   def _log_prob(self, x):
     y = tf.clip_by_value(tf.round(x * (NUM_LEVELS - 1)), 0., NUM_LEVELS - 1.)
-    log_prob = self._quantized.log_prob(y)
-    # The top bin's mass 1 - G(254) loses precision in float32 when small
-    # (the mixture has no survival function of its own): take it from the
-    # components' log-survival functions instead.
-    log_weights = self._logits - tf.reduce_logsumexp(
-        self._logits, axis=-1, keepdims=True)
-    top = tf.reduce_logsumexp(
-        log_weights + self._quantized.distribution.components_distribution
-        .log_survival_function(tf.constant(NUM_LEVELS - 2.)), axis=-1)
-    return tf.where(tf.equal(y, NUM_LEVELS - 1.), top, log_prob)
+    return self._quantized.log_prob(y)
 
   def _sample_n(self, n, seed=None):
     return self._quantized.sample(n, seed=seed) / (NUM_LEVELS - 1)
