@@ -138,6 +138,28 @@ def test_logistic_mixture_is_finite_far_in_both_tails():
   assert np.all(gradients[1].numpy()[2] > 0)
 
 
+def test_logistic_mixture_is_finite_for_very_broad_components():
+  # s = e^16 ~ 9e6 levels: a bin's mass ~1e-7 is below float32's resolution
+  # of a CDF near 1/2; as a difference of log-CDFs it was log 0 = -inf, and
+  # the mixture's gradient NaN although the other component kept the loss
+  # finite.
+  loc = np.array([[0., 128.]] * 3)
+  log_scale = np.array([[16., 1.]] * 3)
+  y = np.array([0., 3., 255.])
+  loc_var = tf.Variable(tf.constant(loc, tf.float32))
+  scale_var = tf.Variable(tf.constant(log_scale, tf.float32))
+  with tf.GradientTape() as tape:
+    log_prob = logistic_mixture.DiscretizedLogisticMixture(
+        tf.zeros([3, 2]), loc_var, scale_var).log_prob(
+            tf.constant(y / 255, tf.float32))
+    total = tf.reduce_sum(log_prob)
+  gradients = tape.gradient(total, [loc_var, scale_var])
+  np.testing.assert_allclose(log_prob.numpy(),
+                             _stable_log_mass(y, loc, log_scale), rtol=1e-5)
+  for gradient in gradients:
+    assert np.all(np.isfinite(gradient.numpy()))
+
+
 def test_logistic_mixture_clips_scales_at_pixelcnnpp_minimum():
   # -7 on PixelCNN++'s [-1, 1] scale = -7 + log(127.5) on [0, 255]: a
   # component centred on a level puts 2 sigmoid(0.5 / s) - 1 in it.

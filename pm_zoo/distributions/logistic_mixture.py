@@ -5,22 +5,26 @@ A pixel value y in {0, ..., 255} has probability
   P(y) = sum_k pi_k [ F_k(y + 1/2) - F_k(y - 1/2) ],   F_k(t) = sigmoid((t - mu_k) / s_k),
 
 with the edges taking all the mass outside: P(0) = sum_k pi_k F_k(1/2) and
-P(255) = sum_k pi_k [1 - F_k(254.5)]. It is built from TFP, the mixture over
-quantized components (not the quantized mixture):
+P(255) = sum_k pi_k [1 - F_k(254.5)]. The sampler is TFP's
 ``tfd.MixtureSameFamily(Categorical(logits), QuantizedDistribution(
-Logistic(mu - 1/2, s), low=0, high=255))``. Each component's mass at y is
-``F(y + 1/2) - F(y - 1/2)`` (the -1/2 shift makes ``QuantizedDistribution``'s
-``G(y) - G(y - 1)`` that), computed by TFP from the logistic's exact log-CDF
-left of its median and its exact log-survival function right of it, and the
-edges from the same two; the mixture is a log-sum-exp over components.
+Logistic(mu - 1/2, s), low=0, high=255))`` (the -1/2 shift makes
+``QuantizedDistribution``'s ``G(y) - G(y - 1)`` the bin [y - 1/2, y + 1/2]).
+The log-probability is computed in closed form, because TFP's is a difference
+of two log-CDFs, which cancels: with a = (y - 1/2 - mu) / s and
+b = (y + 1/2 - mu) / s, one component's mass is exactly
 
-Why not the quantized mixture: a mixture has no survival function of its
-own, so right of the median TFP takes log(1 - G), which is log 0 = -inf for
-every pixel more than ~17 scales above all of the components (probability
-below float32's 6e-8): the log-probability is NaN there and so is its
-gradient (a training run of the small HVAE diverged at step ~700 that way,
-docs/models-hierarchical.md). Per component both tails are exact, and
-log-probabilities of -1e4 nats stay finite.
+  sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - exp(-1 / s)),
+
+so  log mass = -softplus(-b) - softplus(a) + log(-expm1(-1 / s)),
+and P(0) = sigmoid(b), P(255) = sigmoid(-a) (the same terms with the
+missing edge dropped). Every term is accurate in float32 for any y, mu and
+s: no subtraction of nearly equal numbers and no infinite branch, so neither
+the value nor the gradient is ever NaN. (TFP's form gave NaN gradients with
+finite losses, through unselected branches: a quantized mixture has no
+survival function, so log(1 - G) is -inf for pixels ~17 scales above every
+component; quantized components cancel for components broader than ~1e6
+levels. The small HVAE's training stopped on both, at step ~700 and ~40,
+docs/models-hierarchical.md.) The mixture is a log-sum-exp over components.
 
 The model's pixels are in [0, 1] (``x = y / 255``); this distribution takes
 and gives values in those units: ``log_prob(x)`` scores ``round(255 x)``,
@@ -71,6 +75,10 @@ class DiscretizedLogisticMixture(
       self._loc = tf.convert_to_tensor(loc, tf.float32)
       self._log_scale = tf.maximum(
           tf.convert_to_tensor(log_scale, tf.float32), MIN_LOG_SCALE)
+      # (Not tf.nn.log_softmax: oneDNN's softmax kernels take at most 5
+      # dimensions, and sampled batches have 6.)
+      self._log_weights = self._logits - tf.reduce_logsumexp(
+          self._logits, axis=-1, keepdims=True)
       self._quantized = tfd.MixtureSameFamily(
           mixture_distribution=tfd.Categorical(logits=self._logits),
           components_distribution=tfd.QuantizedDistribution(
@@ -101,15 +109,25 @@ class DiscretizedLogisticMixture(
 
   def _log_prob(self, x):
     y = tf.clip_by_value(tf.round(x * (NUM_LEVELS - 1)), 0., NUM_LEVELS - 1.)
-    return self._quantized.log_prob(y)
+    y = y[..., tf.newaxis]
+    inv_scale = tf.exp(-self._log_scale)
+    a = (y - 0.5 - self._loc) * inv_scale
+    b = (y + 0.5 - self._loc) * inv_scale
+    # log sigmoid(b) (mass below the bin's top; 0 at the top edge), log
+    # sigmoid(-a) (above its bottom; 0 at the bottom edge), log of the bin's
+    # width factor (1 at either edge).
+    below_top = tf.where(y < NUM_LEVELS - 1., -tf.math.softplus(-b), 0.)
+    above_bottom = tf.where(y > 0., -tf.math.softplus(a), 0.)
+    interior = tf.logical_and(y > 0., y < NUM_LEVELS - 1.)
+    width = tf.where(interior, tf.math.log(-tf.math.expm1(-inv_scale)), 0.)
+    return tf.reduce_logsumexp(
+        self._log_weights + below_top + above_bottom + width, axis=-1)
 
   def _sample_n(self, n, seed=None):
     return self._quantized.sample(n, seed=seed) / (NUM_LEVELS - 1)
 
   def _mean(self):
-    # (tf.nn.softmax's oneDNN kernel takes at most 5 dimensions.)
-    weights = tf.exp(self._logits - tf.reduce_logsumexp(
-        self._logits, axis=-1, keepdims=True))
+    weights = tf.exp(self._log_weights)
     loc = tf.clip_by_value(self._loc, 0., NUM_LEVELS - 1.)
     return tf.reduce_sum(weights * loc, axis=-1) / (NUM_LEVELS - 1)
 
