@@ -98,8 +98,13 @@ def test_logistic_mixture_matches_a_hand_computation():
   levels = tf.constant(np.arange(256)[:, None] / 255.0, tf.float32)
   total = tf.reduce_sum(tf.exp(dist.log_prob(levels)), axis=0).numpy()
   np.testing.assert_allclose(total, 1.0, rtol=1e-4)
-  mean = np.sum(weights * np.clip(loc, 0, 255), axis=-1) / 255
-  np.testing.assert_allclose(dist.mean().numpy(), mean, rtol=1e-5)
+  # The mean is the quantized distribution's, within half a level.
+  levels = np.arange(256.0)
+  grid = levels[:, None, None]
+  upper = np.where(grid == 255, 1.0, special.expit((grid + 0.5 - loc) / s))
+  lower = np.where(grid == 0, 0.0, special.expit((grid - 0.5 - loc) / s))
+  mean = np.sum(levels[:, None] * np.sum(weights * (upper - lower), -1), 0)
+  np.testing.assert_allclose(dist.mean().numpy() * 255, mean, atol=0.5)
 
 
 def _stable_log_mass(y, loc, log_scale):
@@ -158,6 +163,14 @@ def test_logistic_mixture_is_finite_for_very_broad_components():
                              _stable_log_mass(y, loc, log_scale), rtol=1e-5)
   for gradient in gradients:
     assert np.all(np.isfinite(gradient.numpy()))
+
+
+def test_logistic_mixture_mean_counts_the_open_edges():
+  # A broad component at 0 (s = 100 levels) puts 7.6% of its mass in the
+  # open top bin: its mean is 61.8 levels, not its clipped location 0.
+  dist = logistic_mixture.DiscretizedLogisticMixture(
+      tf.zeros([1, 1]), tf.zeros([1, 1]), tf.fill([1, 1], float(np.log(100.0))))
+  np.testing.assert_allclose(dist.mean().numpy() * 255, [61.796], atol=0.01)
 
 
 def test_logistic_mixture_clips_scales_at_pixelcnnpp_minimum():
