@@ -34,10 +34,11 @@ mean of the mixture clipped to [0, 255], per component in closed form,
   E[clip(Y_k, 0, 255)] = s_k softplus(mu_k / s_k) - s_k softplus((mu_k - 255) / s_k),
 
 within half a level of the quantized mean (the scale capped at 1e4 levels
-against float32 cancellation, which moves it by at most 0.8 levels). Not the mean of the clipped locations, sum_k pi_k
-clip(mu_k): a trained HVAE explains white pixels by broad components
-centred at 0 whose tails fill the open top bin (log s ~ 4.6, weight 0.99),
-and the clipped locations then decode every pixel as black.
+against float32 cancellation, which moves it by at most 0.8 levels). Not
+the mean of the clipped locations, sum_k pi_k clip(mu_k): a trained HVAE
+explains white pixels by broad components centred at 0 whose tails fill the
+open top bin (log s ~ 4.6, weight 0.99), and the clipped locations then
+decode every pixel as black.
 
 Shapes: parameters ``[..., K]`` per pixel; batch shape ``[...]`` (e.g.
 ``[B, H, W, C]``), scalar events. ``pixel_likelihood`` wraps it in
@@ -89,7 +90,9 @@ class DiscretizedLogisticMixture(
       # dimensions, and sampled batches have 6.)
       self._log_weights = self._logits - tf.reduce_logsumexp(
           self._logits, axis=-1, keepdims=True)
-      self._quantized = tfd.MixtureSameFamily(
+      # Draws only: its log_prob is TFP's difference of log-CDFs (module
+      # docstring), which _log_prob replaces.
+      self._sampler = tfd.MixtureSameFamily(
           mixture_distribution=tfd.Categorical(logits=self._logits),
           components_distribution=tfd.QuantizedDistribution(
               tfd.Logistic(loc=self._loc - 0.5,
@@ -99,11 +102,6 @@ class DiscretizedLogisticMixture(
           dtype=tf.float32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
           validate_args=validate_args, allow_nan_stats=allow_nan_stats,
           parameters=parameters, name=name)
-
-  @property
-  def quantized(self) -> tfd.Distribution:
-    """The TFP distribution over y in {0, ..., 255}."""
-    return self._quantized
 
   def _batch_shape(self):
     return self._logits.shape[:-1]
@@ -134,7 +132,7 @@ class DiscretizedLogisticMixture(
         self._log_weights + below_top + above_bottom + width, axis=-1)
 
   def _sample_n(self, n, seed=None):
-    return self._quantized.sample(n, seed=seed) / (NUM_LEVELS - 1)
+    return self._sampler.sample(n, seed=seed) / (NUM_LEVELS - 1)
 
   def _mean(self):
     weights = tf.exp(self._log_weights)
