@@ -82,3 +82,37 @@ def test_evaluation_restores_the_ema_weights(tmp_path, linear_csv):
                     [v.numpy() for v in model.trainable_variables])
                 for e in ema)
   assert matched == len(ema), (matched, len(ema), len(restored))
+
+
+def test_periodic_evaluation_scores_the_ema_and_optionally_the_raw_weights(
+    tmp_path, init_weights):
+  """eval_curve rows: the EMA's metrics, and ``raw_*`` from the weights."""
+  import json  # pylint: disable=g-import-not-at-top
+  holder = {}
+
+  def weight_sum():
+    return {'score': float(sum(np.sum(v.numpy())
+                               for v in holder['run'].variables))}
+
+  def run_with(raw, directory):
+    cfg = config(num_steps=6, eval_every=3, ema_decay=0.5,
+                 eval_raw_weights=raw)
+    holder['run'] = trainer_lib.Trainer(
+        make_trainer(directory, cfg, init_weights=init_weights).model,
+        tf.distribute.get_strategy(), str(directory), cfg, eval_fn=weight_sum)
+    holder['run'].train(dataset_fn(cfg))
+    with open(directory / trainer_lib.EVAL_CURVE) as f:
+      return json.load(f), holder['run']
+
+  curve, run = run_with(True, tmp_path / 'raw')
+  assert [row['step'] for row in curve] == [3, 6]
+  last = curve[-1]
+  # The last evaluation is at the final step: the run holds those weights.
+  ema_sum = sum(float(np.sum(a.numpy())) for a in run.ema)
+  raw_sum = sum(float(np.sum(v.numpy())) for v in run.variables)
+  np.testing.assert_allclose(last['score'], ema_sum, rtol=1e-5)
+  np.testing.assert_allclose(last['raw_score'], raw_sum, rtol=1e-5)
+  assert abs(last['score'] - last['raw_score']) > 1e-3
+  # Off by default: only the EMA is scored.
+  curve, _ = run_with(False, tmp_path / 'ema_only')
+  assert all('raw_score' not in row for row in curve)
