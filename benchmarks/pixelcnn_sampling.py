@@ -7,10 +7,12 @@ Side by side, in one process, on the same network weights and uniforms:
   whole-grid  the reference: for every position p = (i, j), the network on
               rows 0..i of the current grid (what a PixelCNN sampler does
               without caches), then the inverse CDF at p;
-  row-cached  ``CodeGridDistribution.sample_from_uniforms``: one row of each
-              stack per step, convolutions reading the row above from a
-              cache (pm_zoo/distributions/pixelcnn.py), as a graph;
-  row-cached+XLA  the same loop compiled with XLA (the default).
+  cached      ``CodeGridDistribution.sample_from_uniforms``: the vertical
+              stack once per grid row, the horizontal stack once per
+              position, every convolution reading its inputs above and to
+              the left from caches (pm_zoo/distributions/pixelcnn.py), as a
+              graph;
+  cached+XLA  the same loop compiled with XLA (the default).
 
 For every network size (``--sizes``, filters x blocks per stack) and batch
 (``--rows`` instances x ``--samples`` draws each): milliseconds per call
@@ -94,7 +96,7 @@ def measure(filters: int, blocks: int, rows: int, samples: int = 10,
   reference = tf.function(lambda u: whole_grid_sample(network, tiled, u,
                                                       grid))
   methods = {'whole-grid': (reference, flat)}
-  for name, jit in (('row-cached', False), ('row-cached+XLA', True)):
+  for name, jit in (('cached', False), ('cached+XLA', True)):
     dist = pixelcnn.CodeGridDistribution(network, condition, grid,
                                          jit_compile=jit)
     methods[name] = (tf.function(dist.sample_from_uniforms), uniforms)
@@ -157,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
       json.dump(result, f, indent=1)
   total = sum(r['samples'] * r['rows'] * args.grid ** 2
               for r in result['results'])
-  for name in ('row-cached', 'row-cached+XLA'):
+  for name in ('cached', 'cached+XLA'):
     wrong = sum(r['methods'][name]['mismatched_codes']
                 for r in result['results'])
     if wrong > 1e-3 * total:

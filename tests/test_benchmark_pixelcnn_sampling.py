@@ -19,14 +19,14 @@ def test_samplers_draw_the_same_codes_and_report_speedups(capsys, tmp_path):
           ] == [(6, 3, 1), (6, 3, 2)]
   for r in result['results']:
     methods = r['methods']
-    assert list(methods) == ['whole-grid', 'row-cached', 'row-cached+XLA']
+    assert list(methods) == ['whole-grid', 'cached', 'cached+XLA']
     assert all(m['mismatched_codes'] == 0 for m in methods.values())
     assert methods['whole-grid']['speedup'] == 1.0
     for m in methods.values():
       assert m['ms'] > 0
       assert abs(m['speedup'] * m['ms'] - methods['whole-grid']['ms']) < 1e-6
   printed = capsys.readouterr().out
-  assert printed.count('row-cached+XLA') == 4   # as they come, then all
+  assert printed.count('cached+XLA') == 4   # as they come, then all
 
 
 def test_whole_grid_reference_differs_from_other_uniforms():

@@ -92,13 +92,14 @@ def test_sampler_draws_the_model_distribution():
 
 @pytest.mark.parametrize('grid,blocks,jit', [((4, 5), 4, False),
                                              ((3, 3), 3, True)])
-def test_row_cached_sampler_draws_the_inverse_cdf_of_the_full_logits(
+def test_cached_sampler_draws_the_inverse_cdf_of_the_full_logits(
     grid, blocks, jit):
   """Every drawn code is the inverse CDF of its uniform under the logits
   that the whole-grid network (teacher forcing) gives at that position.
 
-  The sampler runs the stacks one grid row at a time from caches of the row
-  above; the whole-grid pass is the definition it must reproduce.
+  The sampler runs the vertical stack one grid row at a time and the
+  horizontal stack one position at a time, from caches of the inputs above
+  and to the left; the whole-grid pass is the definition it must reproduce.
   """
   k = 7
   network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=blocks,

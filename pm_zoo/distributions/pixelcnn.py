@@ -34,22 +34,20 @@ the way in and need a categorical head on the way out. The shifted-conv
 structure, concat-ELU gated residual blocks, dropout and the additive
 conditioning follow ``tfd.PixelCNN``'s design; the layers are Keras'.
 
-Sampling runs row by row, batched over rows and samples, and draws
-position p by inverse CDF from one uniform per (sample, row, position). It
-never reruns the network on the whole grid: every convolution looks at most
-one row up, so the stacks run on one grid row at a time, each convolution
-reading the row above from a cache of its inputs there (the "fast PixelCNN"
-idea of Ramachandran et al. 2017, at row granularity). Per grid row: one
-vertical-stack pass (row i depends on rows < i only); per position: one
-horizontal-stack pass over that row and the logits at the position. The
-cost per position is one row of the horizontal stack instead of rows 0..i of
-both stacks; the loop is compiled with XLA by default (``sample_jit_compile``):
-on a CPU that removes the per-op dispatch which dominates small batches.
-``benchmarks/pixelcnn_sampling.py`` measures both choices against the
-whole-grid reference, and a test checks that the draws are the inverse CDF
-of the teacher-forced logits at every position. The uniforms come from one
-stateless seed (``sample``) or from one seed per row (``sample_rows``, the
-row-keyed draws of ``pm_zoo.tasks.imputation``).
+Sampling runs position by position, batched over rows and samples, and
+draws position p by inverse CDF from one uniform per (sample, row, position).
+It never reruns the network on the whole grid: every convolution looks at
+most one row up and (in the horizontal stack) kw - 1 columns left, so each
+reads its inputs there from caches (the "fast PixelCNN" idea of Ramachandran
+et al. 2017). Per grid row: one vertical-stack pass over that row (row i
+depends on rows < i only); per position: one horizontal-stack pass over that
+position alone and the logits there. The loop is compiled with XLA by
+default (``sample_jit_compile``): on a CPU that removes the per-op dispatch
+which dominates small batches. ``benchmarks/pixelcnn_sampling.py`` measures
+both choices against the whole-grid reference, and a test checks that the
+draws are the inverse CDF of the teacher-forced logits at every position.
+The uniforms come from one stateless seed (``sample``) or from one seed per
+row (``sample_rows``, the row-keyed draws of ``pm_zoo.tasks.imputation``).
 """
 from typing import Optional, Sequence
 
@@ -98,19 +96,37 @@ class ShiftedConv(keras.layers.Layer):
     self.conv = keras.layers.Conv2D(filters, (kh, kw), padding='valid',
                                     name='conv')
 
-  def call(self, t, above=None):
+  def call(self, t, above=None, left=None):
     """``t [B, r, w, C] -> [B, r, w, filters]``.
 
     ``above=None``: ``t`` is the whole grid, zeros above row 0. Otherwise
     ``t`` is one row and ``above [B, kh - 1, w, C]`` the input rows just
     above it (the row-by-row sampler's cache): the same output row as the
     whole-grid call gives there.
+
+    With ``left`` (``mode='down_right'`` only; the position-by-position
+    sampler): ``t [B, 1, 1, C]`` is the input at one position (i, j),
+    ``left [B, 1, kw - 1, C]`` the inputs at (i, j-kw+1..j-1) and ``above
+    [B, kh - 1, kw, C]`` those at rows i-kh+1..i-1, columns j-kw+1..j (zeros
+    outside the grid): the output ``[B, 1, 1, filters]`` at (i, j).
     """
+    if left is not None:
+      if self.pad[2][1]:
+        raise ValueError('a one-position call needs a causal '
+                         "('down_right') convolution")
+      t = tf.concat([left, t], axis=2)
+      if self.pad[1][0]:
+        t = tf.concat([above, t], axis=1)
+      return self.conv(t)
     if above is None:
       return self.conv(tf.pad(t, self.pad))
     if self.pad[1][0]:
       t = tf.concat([above, t], axis=1)
     return self.conv(tf.pad(t, [[0, 0], [0, 0], self.pad[2], [0, 0]]))
+
+  @property
+  def kernel_width(self) -> int:
+    return int(self.conv.kernel_size[1])
 
 
 class GatedBlock(keras.layers.Layer):
@@ -128,20 +144,24 @@ class GatedBlock(keras.layers.Layer):
   def call(self, x, condition, aux=None, training=False):
     return self.forward(x, condition, aux, training)[0]
 
-  def forward(self, x, condition, aux=None, training=False, above=None):
+  def forward(self, x, condition, aux=None, training=False, above=None,
+              left=None):
     """``(y, inputs)``: the block's output and its two convolutions' inputs.
 
     ``above`` (the row-by-row sampler): the ``inputs`` of the row above,
-    ``x`` being one row; ``None`` for the whole grid.
+    ``x`` being one row; ``None`` for the whole grid. ``left`` (the
+    position-by-position sampler, ``x`` one position): the ``inputs`` just
+    left of it, ``above`` then the windows of the row above (see
+    ``ShiftedConv.call``).
     """
+    above = above or (None, None)
+    left = left or (None, None)
     conv_in_input = concat_elu(x)
-    c = self.conv_in(conv_in_input,
-                     above=None if above is None else above[0])
+    c = self.conv_in(conv_in_input, above=above[0], left=left[0])
     if aux is not None:
       c = c + self.aux(concat_elu(aux))
     conv_out_input = self.dropout(concat_elu(c), training=training)
-    c = (self.conv_out(conv_out_input,
-                       above=None if above is None else above[1])
+    c = (self.conv_out(conv_out_input, above=above[1], left=left[1])
          + self.condition(condition)[:, tf.newaxis, tf.newaxis])
     a, gate = tf.split(c, 2, axis=-1)
     return x + a * tf.sigmoid(gate), (conv_in_input, conv_out_input)
@@ -200,22 +220,31 @@ class PixelCNNNetwork(keras.layers.Layer):
     return self._stack(self.v_up, self.v_down, v, condition, training, above,
                        aux=lambda n, skip: skip)
 
-  def horizontal(self, h, v_states, condition, training=False, above=None):
+  def horizontal(self, h, v_states, condition, training=False, above=None,
+                 left=None):
     """The horizontal stack from its input ``h``: ``(h_out, inputs)``.
 
     Whole grid (``above=None``) or one row with ``above`` = the ``inputs``
     the same call returned for the row above (one pair per block); the
-    vertical states ``v_states`` are then that row's.
+    vertical states ``v_states`` are then that row's. One position with
+    ``left`` = the ``inputs`` of the position to its left and ``above`` =
+    the windows of the row above's (see ``ShiftedConv.call``); ``h`` and
+    ``v_states`` are then that position's.
     """
     def aux(n, skip):
       return v_states[n] if skip is None else tf.concat(
           [v_states[n], skip], -1)
     outputs, inputs = self._stack(self.h_up, self.h_down, h, condition,
-                                  training, above, aux)
+                                  training, above, aux, left)
     return outputs[-1], inputs
 
+  @property
+  def horizontal_blocks(self):
+    return list(self.h_up) + list(self.h_down)
+
   @staticmethod
-  def _stack(up_blocks, down_blocks, x, condition, training, above, aux):
+  def _stack(up_blocks, down_blocks, x, condition, training, above, aux,
+             left=None):
     """One stack's up and down pass: ``(outputs, inputs)`` per block.
 
     A down block takes the output of its mirrored up block as ``skip`` (its
@@ -224,12 +253,14 @@ class PixelCNNNetwork(keras.layers.Layer):
     """
     blocks = list(up_blocks) + list(down_blocks)
     above = above or [None] * len(blocks)
+    left = left or [None] * len(blocks)
     outputs, inputs, skips = [], [], []
     for n, block in enumerate(blocks):
       up = n < len(up_blocks)
       skip = None if up else (skips.pop() if skips else x)
       x, block_inputs = block.forward(x, condition, aux=aux(n, skip),
-                                      training=training, above=above[n])
+                                      training=training, above=above[n],
+                                      left=left[n])
       if up:
         skips.append(x)
       outputs.append(x)
@@ -344,44 +375,81 @@ class CodeGridDistribution(tfd.Distribution):
     height, width = grid
 
     def loop(flat_u, condition):
-      # Row by row (a Python loop: static shapes), column by column (a
-      # while loop). Both stacks run on row i alone, their convolutions
-      # reading the row above from `v_above` / `above` (their inputs at row
-      # i - 1; zeros for row 0, as the whole-grid padding). Row i of the
-      # vertical stack depends on rows < i only: one pass per row, final at
-      # once. Position (i, j) never influences row i, so the horizontal
-      # inputs that the last column's pass computes are row i's final ones:
-      # the next `above`.
+      # Row by row (a Python loop: static shapes), position by position (a
+      # while loop). Row i of the vertical stack depends on rows < i only:
+      # one pass per row over that row, its convolutions reading the row
+      # above from `v_above` (their inputs at row i - 1; zeros for row 0, as
+      # the whole-grid padding). The horizontal stack at (i, j) runs on that
+      # one position: each causal 2 x kw convolution reads the kw inputs of
+      # row i - 1 ending at column j (`above`, the row's inputs padded with
+      # kw - 1 zero columns on the left) and the kw - 1 inputs of row i just
+      # left of j (`left`). The inputs at (i, j) depend on codes before
+      # (i, j) only, so once computed they are final: they become `left`
+      # for j + 1 and column j of `row_inputs`, the next row's `above`.
       n = tf.shape(flat_u)[0]
+      f = network.filters
       codes = tf.zeros([n, height, width], tf.int32)
-      zeros = tf.zeros([n, 1, width, 2 * network.filters])
+      zeros = tf.zeros([n, 1, width, 2 * f])
       v_above = [(zeros, zeros)] * network.num_blocks
       above = [(zeros, zeros)] * network.num_blocks
-      no_codes = tf.zeros([n, 1, width, network.filters])
+      no_codes = tf.zeros([n, 1, width, f])
       e_rows = [no_codes, no_codes]         # embedded rows i - 2, i - 1
+      widths = [(b.conv_in.kernel_width, b.conv_out.kernel_width)
+                for b in network.horizontal_blocks]
+      no_left = [tuple(tf.zeros([n, 1, kw - 1, 2 * f]) for kw in pair)
+                 for pair in widths]
+
+      def pad_left(t, columns):
+        return tf.pad(t, [[0, 0], [0, 0], [columns, 0], [0, 0]])
+
+      def columns(t, j, count):
+        return tf.slice(t, [0, 0, j, 0], [-1, -1, count, -1])
+
       for i in range(height):
         # Row i of the vertical input is v_init at row i - 1 (a 2-row
         # convolution over rows i - 2, i - 1); zeros for row 0.
         v = network.v_init(e_rows[1], above=e_rows[0]) if i else no_codes
         v_rows, v_above = network.vertical(v, condition, above=v_above)
         e_above = e_rows[1]
-        h_from_above = network.h_init_v(e_above) if i else 0.0
+        h_from_above = network.h_init_v(e_above) if i else no_codes
+        # h_init_h is right-shifted: position j reads (i - 1, j - 1) and
+        # (i, j - 1), column 0 of the padded row above is the zero column.
+        e_above_padded = pad_left(e_above, 1)
+        above_padded = [tuple(pad_left(t, kw - 1) for t, kw in zip(pair, ws))
+                        for pair, ws in zip(above, widths)]
 
-        def step(j, codes, _, i=i, v_rows=v_rows, e_above=e_above,
-                 h_from_above=h_from_above, above=above):
-          e_row = network.embedding(codes[:, i])[:, tf.newaxis]
-          h = h_from_above + right_shift(
-              network.h_init_h(e_row, above=e_above))
-          h, inputs = network.horizontal(h, v_rows, condition, above=above)
-          logits = network.logits(tf.nn.elu(tf.gather(h[:, 0], j, axis=1)))
+        def step(j, codes, left, row_inputs, e_left, i=i, v_rows=v_rows,
+                 h_from_above=h_from_above, e_above_padded=e_above_padded,
+                 above_padded=above_padded):
+          shifted = network.h_init_h(
+              e_left, above=columns(e_above_padded, j, 1),
+              left=e_left[:, :, :0])
+          h = (columns(h_from_above, j, 1)
+               + tf.cast(j > 0, shifted.dtype) * shifted)
+          windows = [tuple(columns(t, j, kw) for t, kw in zip(pair, ws))
+                     for pair, ws in zip(above_padded, widths)]
+          h, inputs = network.horizontal(
+              h, [columns(t, j, 1) for t in v_rows], condition,
+              above=windows, left=left)
+          logits = network.logits(tf.nn.elu(h[:, 0, 0]))
           code = inverse_cdf(logits, tf.gather(flat_u, i * width + j, axis=1))
           update = tf.one_hot(i * width + j, height * width, dtype=tf.int32)
           codes = codes + code[:, tf.newaxis, tf.newaxis] * tf.reshape(
               update, [1, height, width])
-          return j + 1, codes, inputs
+          left = [tuple(tf.concat([l, t], axis=2)[:, :, 1:]
+                        for l, t in zip(pair, new))
+                  for pair, new in zip(left, inputs)]
+          column = tf.reshape(tf.one_hot(j, width), [1, 1, width, 1])
+          row_inputs = [tuple(r + column * t for r, t in zip(pair, new))
+                        for pair, new in zip(row_inputs, inputs)]
+          e_left = network.embedding(code)[:, tf.newaxis, tf.newaxis]
+          return j + 1, codes, left, row_inputs, e_left
 
-        _, codes, above = tf.while_loop(
-            lambda j, *_: j < width, step, (tf.constant(0), codes, above))
+        _, codes, _, above, _ = tf.while_loop(
+            lambda j, *_: j < width, step,
+            (tf.constant(0), codes, no_left,
+             [(zeros, zeros)] * network.num_blocks,
+             tf.zeros([n, 1, 1, f])))
         e_rows = [e_above, network.embedding(codes[:, i])[:, tf.newaxis]]
       return codes
 
