@@ -102,10 +102,13 @@ def test_cached_sampler_draws_the_inverse_cdf_of_the_full_logits(
   and to the left; the whole-grid pass is the definition it must reproduce.
   """
   k = 7
-  network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=blocks,
-                                     dropout=0.5)
+  # Seeded weights: with some initialisations the spread-out logits put one
+  # code everywhere and the last assertion (rightly) fails.
   condition = tf.random.stateless_normal([5, 3], seed=[0, 1])
-  network(tf.zeros([1, *grid], tf.int32), condition[:1])
+  with keras_api.seeded_initializers(3):
+    network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=blocks,
+                                       dropout=0.5)
+    network(tf.zeros([1, *grid], tf.int32), condition[:1])
   for v in network.trainable_variables:   # spread the categoricals out
     v.assign(v * 3.0 + 0.1)
   dist = pixelcnn.CodeGridDistribution(network, condition, grid,

@@ -224,12 +224,11 @@ class PixelCNNNetwork(keras.layers.Layer):
                  left=None):
     """The horizontal stack from its input ``h``: ``(h_out, inputs)``.
 
-    Whole grid (``above=None``) or one row with ``above`` = the ``inputs``
-    the same call returned for the row above (one pair per block); the
-    vertical states ``v_states`` are then that row's. One position with
-    ``left`` = the ``inputs`` of the position to its left and ``above`` =
-    the windows of the row above's (see ``ShiftedConv.call``); ``h`` and
-    ``v_states`` are then that position's.
+    Whole grid (``above=None``), or one position (the sampler) with
+    ``left`` = the ``inputs`` this call returned for the position to its
+    left and ``above`` = windows of those of the row above (one pair per
+    block; see ``ShiftedConv.call``); ``h`` and ``v_states`` are then that
+    position's.
     """
     def aux(n, skip):
       return v_states[n] if skip is None else tf.concat(
