@@ -50,6 +50,23 @@ CONTRACTIONS = ('MatMul', 'BatchMatMul', 'BatchMatMulV2', 'BatchMatMulV3',
 LINEAR_SOLVES = ('MatrixTriangularSolve', 'Cholesky', 'MatrixSolve',
                  'MatrixInverse')
 BACKWARD_SCOPE = 'gradient_tape/'
+ONEDNN_PREFIXES = ('_MklNative', '_Mkl')
+
+
+def canonical_op_type(kernel: str) -> str:
+  """The TensorFlow op a kernel name implements.
+
+  With oneDNN on (TensorFlow's default on x86 CPUs) the graph rewrite runs
+  ``MatMul`` as ``_MklMatMul``, a fused matmul + bias as
+  ``_MklNativeFusedMatMul`` and so on; those are the same ops as the plain
+  names, so they are counted, and grouped, under them: ``_MklMatMul`` ->
+  ``MatMul``, ``_MklNativeFusedMatMul`` -> ``_FusedMatMul``.
+  """
+  for prefix in ONEDNN_PREFIXES:
+    if kernel.startswith(prefix) and len(kernel) > len(prefix):
+      op = kernel[len(prefix):]
+      return '_' + op if op.startswith('Fused') else op
+  return kernel
 
 
 def group_of(op_type: str) -> str:
@@ -61,7 +78,11 @@ def group_of(op_type: str) -> str:
 
 
 def op_times(xspace_path: str) -> Dict[tuple, float]:
-  """Seconds of op time per (op type, 'forward' | 'backward') in a trace."""
+  """Seconds of op time per (op type, 'forward' | 'backward') in a trace.
+
+  Op types are canonical (``canonical_op_type``): oneDNN's kernels count as
+  the ops they implement.
+  """
   # pylint: disable=g-import-not-at-top
   from tensorflow.tsl.profiler.protobuf import xplane_pb2
   space = xplane_pb2.XSpace()
@@ -78,7 +99,7 @@ def op_times(xspace_path: str) -> Dict[tuple, float]:
         if not sep or '::' in name:
           continue                      # executor bookkeeping, not an op
         part = 'backward' if BACKWARD_SCOPE in node else 'forward'
-        totals[(op_type, part)] += event.duration_ps * 1e-12
+        totals[(canonical_op_type(op_type), part)] += event.duration_ps * 1e-12
   return dict(totals)
 
 

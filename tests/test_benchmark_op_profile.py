@@ -5,6 +5,8 @@ import sys
 
 import conftest
 
+from benchmarks import op_profile
+
 REPO = conftest.REPO
 
 
@@ -34,3 +36,18 @@ def test_op_profile_refuses_an_unknown_model():
       capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith('error: --model=')
+
+
+def test_onednn_kernels_count_as_the_ops_they_implement():
+  """With oneDNN on, `_MklMatMul` is a MatMul: grouped as a contraction."""
+  expected = {'_MklMatMul': 'MatMul', '_MklNativeFusedMatMul': '_FusedMatMul',
+              '_MklBatchMatMulV2': 'BatchMatMulV2',
+              '_MklNativeConv2DBackpropInput': 'Conv2DBackpropInput',
+              '_MklFusedConv2D': '_FusedConv2D', 'MatMul': 'MatMul',
+              'Mul': 'Mul', '_Mkl': '_Mkl'}
+  for kernel, op in expected.items():
+    assert op_profile.canonical_op_type(kernel) == op, kernel
+  assert op_profile.group_of(
+      op_profile.canonical_op_type('_MklMatMul')) == 'contraction'
+  assert op_profile.group_of(
+      op_profile.canonical_op_type('_MklMul')) == 'elementwise'
