@@ -57,6 +57,64 @@ def test_pixelcnn_logits_depend_only_on_earlier_codes_and_see_all_of_them():
   assert np.abs(other[0, 0] - base_logits[0, 0]).max() > 0
 
 
+def test_spatial_conditioning_is_per_position_and_keeps_codes_causal():
+  """With ``spatial_condition`` the map at every cell q moves the logits at
+  q (it is really per position), and the logits still depend on earlier
+  codes only. (The map may reach other positions too: it is a function of
+  x_o, not of the codes, so the vertical stack may carry it anywhere.)"""
+  grid, k = (3, 4), 5
+  network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=2, dropout=0.0,
+                                     spatial_condition=True)
+  condition = tf.random.stateless_normal([1, 3], seed=[0, 1])
+  cmap = tf.random.stateless_normal([1, *grid, 2], seed=[1, 2]).numpy()
+  codes = tf.random.stateless_uniform([1, *grid], seed=[3, 4], maxval=k,
+                                      dtype=tf.int32)
+  base_logits = network(codes, condition, condition_map=cmap).numpy()[0]
+  size = grid[0] * grid[1]
+  for q in range(size):
+    i, j = divmod(q, grid[1])
+    changed = cmap.copy()
+    changed[0, i, j] += 1.0
+    logits = network(codes, condition, condition_map=changed).numpy()[0]
+    assert np.abs(logits[i, j] - base_logits[i, j]).max() > 0.0, (
+        f'position {q} missed its own map')
+    changed_codes = codes.numpy().copy()
+    changed_codes[0, i, j] = (changed_codes[0, i, j] + 1) % k
+    logits = network(tf.constant(changed_codes), condition,
+                     condition_map=cmap).numpy()[0]
+    moved = np.abs(logits - base_logits).max(axis=-1).reshape(-1)
+    assert np.all(moved[:q + 1] == 0.0), f'position <= {q} saw code {q}'
+    assert np.all(moved[q + 1:] > 0.0), f'a position after {q} missed it'
+  with pytest.raises(ValueError, match='condition_map'):
+    network(codes, condition)
+
+
+def test_spatially_conditioned_partial_encoder_trains_and_samples():
+  model = matching.PosteriorMatchingVAE(
+      SHAPE, vae=TINY_VQ,
+      partial_encoder=functools.partial(TINY_CNN, spatial_conditioning=True))
+  x = tf.random.stateless_uniform([4, *SHAPE], seed=[1, 2])
+  mask = tf.cast(tf.random.stateless_uniform(x.shape, seed=[3, 3]) > 0.5,
+                 tf.float32)
+  q = model.partial_encoder(x, mask)
+  assert q.condition_map.shape == (4, 2, 2, 2)
+  codes = q.sample(3, seed=[5, 6])
+  assert codes.shape == (3, 4, 2, 2)
+  names = {v.name for v in model.partial_encoder.trainable_variables}
+  assert any('condition_map' in n for n in names)
+  with tf.GradientTape() as tape:
+    loss = -tf.reduce_mean(model.partial_encoder(x, mask).log_prob(codes))
+  grads = tape.gradient(loss, model.partial_encoder.trainable_variables)
+  by_name = dict(zip(names_in_order(model.partial_encoder), grads))
+  conditioner = [g for n, g in by_name.items() if 'conditioner' in n]
+  assert conditioner and all(
+      g is not None and np.any(g.numpy() != 0) for g in conditioner)
+
+
+def names_in_order(layer):
+  return [v.name for v in layer.trainable_variables]
+
+
 def test_code_grid_log_prob_is_the_sum_of_categoricals_and_samples_match():
   model, x = tiny_model()
   q = model.partial_encoder(x, tf.ones_like(x))
@@ -90,10 +148,11 @@ def test_sampler_draws_the_model_distribution():
   np.testing.assert_allclose(first, tf.nn.softmax(logits).numpy(), atol=0.03)
 
 
-@pytest.mark.parametrize('grid,blocks,jit', [((4, 5), 4, False),
-                                             ((3, 3), 3, True)])
+@pytest.mark.parametrize('grid,blocks,jit,spatial,seed', [
+    ((4, 5), 4, False, False, 3), ((3, 3), 3, True, False, 3),
+    ((4, 5), 3, False, True, 5), ((3, 4), 2, True, True, 4)])
 def test_cached_sampler_draws_the_inverse_cdf_of_the_full_logits(
-    grid, blocks, jit):
+    grid, blocks, jit, spatial, seed):
   """Every drawn code is the inverse CDF of its uniform under the logits
   that the whole-grid network (teacher forcing) gives at that position.
 
@@ -105,14 +164,20 @@ def test_cached_sampler_draws_the_inverse_cdf_of_the_full_logits(
   # Seeded weights: with some initialisations the spread-out logits put one
   # code everywhere and the last assertion (rightly) fails.
   condition = tf.random.stateless_normal([5, 3], seed=[0, 1])
-  with keras_api.seeded_initializers(3):
+  # With `spatial`, every position has its own conditioning (the sampler
+  # must read each block's at the position it draws).
+  condition_map = (tf.random.stateless_normal([5, *grid, 2], seed=[2, 3])
+                   if spatial else None)
+  with keras_api.seeded_initializers(seed):
     network = pixelcnn.PixelCNNNetwork(k, filters=8, num_blocks=blocks,
-                                       dropout=0.5)
-    network(tf.zeros([1, *grid], tf.int32), condition[:1])
+                                       dropout=0.5, spatial_condition=spatial)
+    network(tf.zeros([1, *grid], tf.int32), condition[:1],
+            condition_map=None if condition_map is None else condition_map[:1])
   for v in network.trainable_variables:   # spread the categoricals out
     v.assign(v * 3.0 + 0.1)
   dist = pixelcnn.CodeGridDistribution(network, condition, grid,
-                                       jit_compile=jit)
+                                       jit_compile=jit,
+                                       condition_map=condition_map)
   uniforms = tf.random.stateless_uniform([3, 5, grid[0] * grid[1]],
                                          seed=[4, 5])
   codes = dist.sample_from_uniforms(uniforms)

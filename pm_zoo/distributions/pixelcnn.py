@@ -7,7 +7,8 @@ The partial posterior of a VQ-VAE: a distribution over int32 code grids
 
 where ``c = Linear_512(flatten(ConvResNet(concat(x * b, b))))`` is the
 conditioning vector of the observed pixels and l_p are the logits at grid
-position p.
+position p (optionally also conditioned on the map ``ConvResNet(...)`` at
+p's grid cell: ``ConditionalPixelCNN.spatial_conditioning``).
 
 Network (a gated PixelCNN with vertical and horizontal stacks and no blind
 spot, in the shifted-convolution form of PixelCNN++):
@@ -133,20 +134,39 @@ class GatedBlock(keras.layers.Layer):
   """``x + a * sigmoid(g)`` (see the module docstring); shape preserving."""
 
   def __init__(self, filters: int, kernel: Sequence[int], mode: str,
-               dropout: float, **kwargs):
+               dropout: float, spatial_condition: bool = False, **kwargs):
     super().__init__(**kwargs)
     self.conv_in = ShiftedConv(filters, kernel, mode, name='conv_in')
     self.aux = keras.layers.Dense(filters, name='aux')
     self.dropout = keras.layers.Dropout(dropout)
     self.conv_out = ShiftedConv(2 * filters, kernel, mode, name='conv_out')
     self.condition = keras.layers.Dense(2 * filters, name='condition')
+    self.condition_map = (
+        keras.layers.Dense(2 * filters, use_bias=False, name='condition_map')
+        if spatial_condition else None)
 
-  def call(self, x, condition, aux=None, training=False):
-    return self.forward(x, condition, aux, training)[0]
+  def condition_bias(self, condition, condition_map=None):
+    """What the block adds before its gate: ``W c [B, 1, 1, 2f]``, plus
+    ``V m [B, h, w, 2f]`` per position where the block has a conditioning
+    map (``spatial_condition``; ``condition_map [B, h, w, C_m]``)."""
+    bias = self.condition(condition)[:, tf.newaxis, tf.newaxis]
+    if self.condition_map is None:
+      return bias
+    if condition_map is None:
+      raise ValueError(f'{self.name} is spatially conditioned: pass its '
+                       'condition_map [B, h, w, C_m]')
+    return bias + self.condition_map(condition_map)
 
-  def forward(self, x, condition, aux=None, training=False, above=None,
+  def call(self, x, condition, aux=None, training=False, condition_map=None):
+    return self.forward(x, self.condition_bias(condition, condition_map), aux,
+                        training)[0]
+
+  def forward(self, x, bias, aux=None, training=False, above=None,
               left=None):
     """``(y, inputs)``: the block's output and its two convolutions' inputs.
+
+    ``bias``: ``condition_bias`` at ``x``'s positions (``[B, 1, 1, 2f]``
+    broadcasts to any).
 
     ``above`` (the row-by-row sampler): the ``inputs`` of the row above,
     ``x`` being one row; ``None`` for the whole grid. ``left`` (the
@@ -161,8 +181,7 @@ class GatedBlock(keras.layers.Layer):
     if aux is not None:
       c = c + self.aux(concat_elu(aux))
     conv_out_input = self.dropout(concat_elu(c), training=training)
-    c = (self.conv_out(conv_out_input, above=above[1], left=left[1])
-         + self.condition(condition)[:, tf.newaxis, tf.newaxis])
+    c = self.conv_out(conv_out_input, above=above[1], left=left[1]) + bias
     a, gate = tf.split(c, 2, axis=-1)
     return x + a * tf.sigmoid(gate), (conv_in_input, conv_out_input)
 
@@ -171,12 +190,18 @@ class PixelCNNNetwork(keras.layers.Layer):
   """Codes ``[B, h, w]`` int32 and conditioning ``[B, C]`` -> logits ``[B, h, w, K]``.
 
   Logits at (i, j) depend only on codes before (i, j) in raster order and
-  on the conditioning (tests check it by perturbation).
+  on the conditioning (tests check it by perturbation). With
+  ``spatial_condition`` every block also adds a linear map of a
+  conditioning map ``[B, h, w, C_m]`` at each position (location-dependent
+  conditioning, van den Oord et al. 2016): it does not depend on the codes,
+  so causality is untouched.
   """
 
   def __init__(self, num_codes: int, filters: int = 128, num_blocks: int = 8,
-               dropout: float = 0.5, **kwargs):
+               dropout: float = 0.5, spatial_condition: bool = False,
+               **kwargs):
     super().__init__(**kwargs)
+    self.spatial_condition = bool(spatial_condition)
     self.num_codes = int(num_codes)
     self.filters = int(filters)
     self.embedding = keras.layers.Embedding(num_codes, filters,
@@ -187,8 +212,8 @@ class PixelCNNNetwork(keras.layers.Layer):
                                 name='h_init_h')
     up = max(num_blocks // 2, 1)
     down = max(num_blocks - up, 0)
-    block = lambda kernel, mode, name: GatedBlock(filters, kernel, mode,
-                                                  dropout, name=name)
+    block = lambda kernel, mode, name: GatedBlock(
+        filters, kernel, mode, dropout, spatial_condition, name=name)
     self.v_up = [block((2, 3), 'down', f'v_up_{i}') for i in range(up)]
     self.h_up = [block((2, 2), 'down_right', f'h_up_{i}') for i in range(up)]
     self.v_down = [block((2, 3), 'down', f'v_down_{i}') for i in range(down)]
@@ -201,39 +226,49 @@ class PixelCNNNetwork(keras.layers.Layer):
     """Gated blocks per stack (up and down pass together)."""
     return len(self.h_up) + len(self.h_down)
 
-  def call(self, codes, condition, training=False):
+  def call(self, codes, condition, condition_map=None, training=False):
     e = self.embedding(codes)
-    v_states, _ = self.vertical(down_shift(self.v_init(e)), condition,
+    v_biases, h_biases = self.condition_biases(condition, condition_map)
+    v_states, _ = self.vertical(down_shift(self.v_init(e)), v_biases,
                                 training)
     h = down_shift(self.h_init_v(e)) + right_shift(self.h_init_h(e))
-    h, _ = self.horizontal(h, v_states, condition, training)
+    h, _ = self.horizontal(h, v_states, h_biases, training)
     return self.logits(tf.nn.elu(h))
 
-  def vertical(self, v, condition, training=False, above=None):
+  def condition_biases(self, condition, condition_map=None):
+    """Every block's ``GatedBlock.condition_bias``: ``(vertical, horizontal)``
+    lists, each ``[B, 1, 1, 2f]`` or (spatial) ``[B, h, w, 2f]``."""
+    def biases(blocks):
+      return [b.condition_bias(condition, condition_map) for b in blocks]
+    return (biases(list(self.v_up) + list(self.v_down)),
+            biases(self.horizontal_blocks))
+
+  def vertical(self, v, biases, training=False, above=None):
     """The vertical stack from its input ``v``: ``(states, inputs)``.
 
     ``states``: its output after every block, ``[v_up_0, ..., v_down_last]``
     (row i of each depends on the rows above i only); ``inputs``: each
     block's convolution inputs. Whole grid (``above=None``) or one row with
     ``above`` = the ``inputs`` of the row above (see ``horizontal``).
+    ``biases``: ``condition_biases(...)[0]`` at ``v``'s positions.
     """
-    return self._stack(self.v_up, self.v_down, v, condition, training, above,
+    return self._stack(self.v_up, self.v_down, v, biases, training, above,
                        aux=lambda n, skip: skip)
 
-  def horizontal(self, h, v_states, condition, training=False, above=None,
+  def horizontal(self, h, v_states, biases, training=False, above=None,
                  left=None):
     """The horizontal stack from its input ``h``: ``(h_out, inputs)``.
 
     Whole grid (``above=None``), or one position (the sampler) with
     ``left`` = the ``inputs`` this call returned for the position to its
     left and ``above`` = windows of those of the row above (one pair per
-    block; see ``ShiftedConv.call``); ``h`` and ``v_states`` are then that
-    position's.
+    block; see ``ShiftedConv.call``); ``h``, ``v_states`` and ``biases``
+    (``condition_biases(...)[1]``) are then that position's.
     """
     def aux(n, skip):
       return v_states[n] if skip is None else tf.concat(
           [v_states[n], skip], -1)
-    outputs, inputs = self._stack(self.h_up, self.h_down, h, condition,
+    outputs, inputs = self._stack(self.h_up, self.h_down, h, biases,
                                   training, above, aux, left)
     return outputs[-1], inputs
 
@@ -242,7 +277,7 @@ class PixelCNNNetwork(keras.layers.Layer):
     return list(self.h_up) + list(self.h_down)
 
   @staticmethod
-  def _stack(up_blocks, down_blocks, x, condition, training, above, aux,
+  def _stack(up_blocks, down_blocks, x, biases, training, above, aux,
              left=None):
     """One stack's up and down pass: ``(outputs, inputs)`` per block.
 
@@ -257,7 +292,7 @@ class PixelCNNNetwork(keras.layers.Layer):
     for n, block in enumerate(blocks):
       up = n < len(up_blocks)
       skip = None if up else (skips.pop() if skips else x)
-      x, block_inputs = block.forward(x, condition, aux=aux(n, skip),
+      x, block_inputs = block.forward(x, biases[n], aux=aux(n, skip),
                                       training=training, above=above[n],
                                       left=left[n])
       if up:
@@ -265,6 +300,14 @@ class PixelCNNNetwork(keras.layers.Layer):
       outputs.append(x)
       inputs.append(block_inputs)
     return outputs, inputs
+
+
+def tile_rows(t: Optional[tf.Tensor], copies) -> Optional[tf.Tensor]:
+  """``t [B, ...]`` repeated ``copies`` times along the rows: ``[copies * B, ...]``."""
+  if t is None:
+    return None
+  return tf.tile(t, tf.concat([[copies], tf.ones([tf.rank(t) - 1], tf.int32)],
+                              axis=0))
 
 
 def inverse_cdf(logits: tf.Tensor, uniforms: tf.Tensor) -> tf.Tensor:
@@ -283,16 +326,21 @@ class CodeGridDistribution(tfd.Distribution):
   ``log_prob(k)`` for ``k [..., B, h, w]`` (teacher forcing: one network
   pass); ``sample(n, seed)`` gives ``[n, B, h, w]``; ``sample_rows(n,
   seeds)`` with one int32 seed ``[2]`` per row gives ``[B, n, h, w]``.
-  Holds the network (not a tensor) and the conditioning vectors ``[B, C]``;
-  it lives inside a step or a signature, never crosses one.
+  Holds the network (not a tensor), the conditioning vectors ``[B, C]``
+  and, for a spatially conditioned network, the conditioning maps
+  ``[B, h, w, C_m]``; it lives inside a step or a signature, never crosses
+  one.
   """
 
   def __init__(self, network: PixelCNNNetwork, condition: tf.Tensor,
                grid_shape: Sequence[int], training: bool = False,
-               jit_compile: bool = False, name: str = 'CodeGridPixelCNN'):
+               jit_compile: bool = False, condition_map=None,
+               name: str = 'CodeGridPixelCNN'):
     parameters = dict(locals())
     self.network = network
     self.condition = tf.convert_to_tensor(condition)
+    self.condition_map = (None if condition_map is None
+                          else tf.convert_to_tensor(condition_map))
     self.grid = tuple(int(s) for s in grid_shape)
     self.training = training
     self.jit_compile = jit_compile
@@ -325,8 +373,9 @@ class CodeGridDistribution(tfd.Distribution):
     rows = tf.shape(self.condition)[0]
     flat = tf.reshape(codes, [-1, rows, *self.grid])
     copies = tf.shape(flat)[0]
-    condition = tf.tile(self.condition, [copies, 1])
-    logits = self.network(tf.reshape(flat, [-1, *self.grid]), condition,
+    logits = self.network(tf.reshape(flat, [-1, *self.grid]),
+                          tile_rows(self.condition, copies),
+                          condition_map=tile_rows(self.condition_map, copies),
                           training=self.training)
     return tf.reshape(logits, tf.concat(
         [shape, [self.network.num_codes]], axis=0))
@@ -368,12 +417,20 @@ class CodeGridDistribution(tfd.Distribution):
     size = self.grid[0] * self.grid[1]
     samples, rows = tf.shape(uniforms)[0], tf.shape(uniforms)[1]
     flat_u = tf.reshape(uniforms, [samples * rows, size])
-    condition = tf.tile(self.condition, [samples, 1])
+    condition = tile_rows(self.condition, samples)
+    condition_map = tile_rows(self.condition_map, samples)
     network, grid = self.network, self.grid
 
     height, width = grid
 
-    def loop(flat_u, condition):
+    def row_of(bias, i):
+      return bias if bias.shape[1] == 1 else bias[:, i:i + 1]
+
+    def column_of(bias, j):
+      return (bias if bias.shape[2] == 1
+              else tf.slice(bias, [0, 0, j, 0], [-1, -1, 1, -1]))
+
+    def loop(flat_u, condition, condition_map):
       # Row by row (a Python loop: static shapes), position by position (a
       # while loop). Row i of the vertical stack depends on rows < i only:
       # one pass per row over that row, its convolutions reading the row
@@ -387,6 +444,8 @@ class CodeGridDistribution(tfd.Distribution):
       # for j + 1 and column j of `row_inputs`, the next row's `above`.
       n = tf.shape(flat_u)[0]
       f = network.filters
+      # What each block adds before its gate, computed once per draw.
+      v_biases, h_biases = network.condition_biases(condition, condition_map)
       codes = tf.zeros([n, height, width], tf.int32)
       zeros = tf.zeros([n, 1, width, 2 * f])
       v_above = [(zeros, zeros)] * network.num_blocks
@@ -408,7 +467,9 @@ class CodeGridDistribution(tfd.Distribution):
         # Row i of the vertical input is v_init at row i - 1 (a 2-row
         # convolution over rows i - 2, i - 1); zeros for row 0.
         v = network.v_init(e_rows[1], above=e_rows[0]) if i else no_codes
-        v_rows, v_above = network.vertical(v, condition, above=v_above)
+        v_rows, v_above = network.vertical(
+            v, [row_of(b, i) for b in v_biases], above=v_above)
+        h_row_biases = [row_of(b, i) for b in h_biases]
         e_above = e_rows[1]
         h_from_above = network.h_init_v(e_above) if i else no_codes
         # h_init_h is right-shifted: position j reads (i - 1, j - 1) and
@@ -419,7 +480,7 @@ class CodeGridDistribution(tfd.Distribution):
 
         def step(j, codes, left, row_inputs, e_left, i=i, v_rows=v_rows,
                  h_from_above=h_from_above, e_above_padded=e_above_padded,
-                 above_padded=above_padded):
+                 above_padded=above_padded, h_row_biases=h_row_biases):
           shifted = network.h_init_h(
               e_left, above=columns(e_above_padded, j, 1),
               left=e_left[:, :, :0])
@@ -428,7 +489,8 @@ class CodeGridDistribution(tfd.Distribution):
           windows = [tuple(columns(t, j, kw) for t, kw in zip(pair, ws))
                      for pair, ws in zip(above_padded, widths)]
           h, inputs = network.horizontal(
-              h, [columns(t, j, 1) for t in v_rows], condition,
+              h, [columns(t, j, 1) for t in v_rows],
+              [column_of(b, j) for b in h_row_biases],
               above=windows, left=left)
           logits = network.logits(tf.nn.elu(h[:, 0, 0]))
           code = inverse_cdf(logits, tf.gather(flat_u, i * width + j, axis=1))
@@ -454,7 +516,7 @@ class CodeGridDistribution(tfd.Distribution):
 
     if self.jit_compile:
       loop = tf.function(loop, jit_compile=True)
-    codes = loop(flat_u, condition)
+    codes = loop(flat_u, condition, condition_map)
     return tf.reshape(codes, [samples, rows, *grid])
 
 
@@ -463,7 +525,12 @@ class ConditionalPixelCNN(keras.Model):
   """Partial posterior factory: ``(x, b) -> CodeGridDistribution``.
 
   Conditioning: a conv residual encoder (the VQ-VAE encoder's sizes) over
-  ``concat(x * b, b)``, flattened, one linear layer to ``conditioning_dim``.
+  ``concat(x * b, b)`` down to the code grid, ``m [B, h, w, C_m]``;
+  flattened, one linear layer to the vector ``c [B, conditioning_dim]``
+  that every gated block adds (the paper's). With ``spatial_conditioning``
+  each block also adds a linear map of ``m`` at each position, so the
+  observed pixels over grid cell (i, j) reach the logits there without
+  passing through the vector.
 
   Args:
     grid_shape: ``(h, w)`` of the code grid (from the base VAE).
@@ -476,6 +543,8 @@ class ConditionalPixelCNN(keras.Model):
     conditioning_hidden: channels of the conditioning conv network.
     conditioning_channels: output channels of that network before the
       flatten.
+    spatial_conditioning: also condition every block on the map ``m`` per
+      position (off: the paper's vector only).
     sample_jit_compile: compile the sampling loop with XLA (default: on a
       2-core CPU, one image x 10 samples at 32 filters / 4 blocks took 21 ms
       with XLA and 102 ms without; 100 images equal; see
@@ -487,6 +556,7 @@ class ConditionalPixelCNN(keras.Model):
                filters: int = 128, num_blocks: int = 8, dropout: float = 0.5,
                conditioning_dim: int = 512, conditioning_hidden: int = 32,
                conditioning_channels: int = 64,
+               spatial_conditioning: bool = False,
                sample_jit_compile: bool = True,
                name: str = 'partial_encoder', **kwargs):
     super().__init__(name=name, **kwargs)
@@ -506,19 +576,33 @@ class ConditionalPixelCNN(keras.Model):
     self.flatten = keras.layers.Flatten()
     self.to_condition = keras.layers.Dense(conditioning_dim,
                                            name='to_condition')
+    self.spatial_conditioning = bool(spatial_conditioning)
     self.network = PixelCNNNetwork(num_codes, filters, num_blocks, dropout,
+                                   spatial_condition=spatial_conditioning,
                                    name='pixelcnn')
 
-  def condition(self, x, mask, training=False) -> tf.Tensor:
-    """The conditioning vectors ``[B, conditioning_dim]``."""
-    h = self.conditioner(observed_input(x, mask))
-    return self.to_condition(self.flatten(h))
+  def conditioning(self, x, mask, training=False):
+    """``(c [B, conditioning_dim], m [B, h, w, C_m] or None)``: the vector,
+    and the map where ``spatial_conditioning`` is on."""
+    del training  # The conditioner has no dropout or batch statistics.
+    m = self.conditioner(observed_input(x, mask))
+    c = self.to_condition(self.flatten(m))
+    if not self.spatial_conditioning:
+      return c, None
+    if tuple(m.shape[1:3]) != self.grid:
+      raise UserError(
+          f'ConditionalPixelCNN.spatial_conditioning needs the conditioning '
+          f'network to reach the code grid {self.grid}, but it gives '
+          f'{tuple(m.shape[1:3])}: set spatial_conditioning=False, or give '
+          'the images the size the VQ-VAE was built for')
+    return c, m
 
   def call(self, x, mask, training=False) -> CodeGridDistribution:
-    condition = self.condition(x, mask, training=training)
+    condition, condition_map = self.conditioning(x, mask, training=training)
     dist = CodeGridDistribution(self.network, condition, self.grid,
                                 training=training,
-                                jit_compile=self.sample_jit_compile)
+                                jit_compile=self.sample_jit_compile,
+                                condition_map=condition_map)
     # Build the network's variables on the first call.
     if not self.network.built:
       dist.logits(tf.zeros([tf.shape(condition)[0], *self.grid], tf.int32))
