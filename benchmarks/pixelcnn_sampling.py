@@ -21,7 +21,9 @@ compiles), the speed-up against the whole-grid reference, and how many
 codes differ from the reference's (same uniforms, same logits up to float
 rounding: a handful where XLA's reordered float sums move a CDF step past
 a uniform, and the rest of that grid, which conditions on it; more than
-1 in 1,000 fails the run). The issue's latency goal is one image x 10
+1 in 1,000 fails the run). ``--spatial`` measures the spatially conditioned
+network (``ConditionalPixelCNN.spatial_conditioning``: a 64-channel map per
+grid cell, added in every block). The issue's latency goal is one image x 10
 samples under 50 ms on a CPU. Weights are random (a trained network has the
 same cost). Prints one table and writes JSON.
 """
@@ -48,21 +50,26 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument('--grid', type=int, default=7,
                       help='the code grid is GRID x GRID (MNIST: 7)')
   parser.add_argument('--codes', type=int, default=256, help='codebook size')
+  parser.add_argument('--spatial', action='store_true',
+                      help='spatially conditioned network (a map per cell)')
   parser.add_argument('--repeats', type=int, default=3,
                       help='timed calls per method (the best counts)')
   parser.add_argument('--output', default=None, help='JSON path')
   return parser.parse_args(argv)
 
 
-def whole_grid_sample(network, condition, uniforms, grid):
+def whole_grid_sample(network, condition, uniforms, grid, condition_map=None):
   """Reference draws ``[n, h, w]`` from ``uniforms [n, hw]``: the network
-  on rows 0..i of the grid for every position of row i."""
+  on rows 0..i of the grid for every position of row i (and of the
+  conditioning map, if any)."""
   height, width = grid
   n = tf.shape(uniforms)[0]
   codes = tf.zeros([n, height, width], tf.int32)
   for i in range(height):
     for j in range(width):
-      logits = network(codes[:, :i + 1], condition)[:, i, j]
+      rows_map = None if condition_map is None else condition_map[:, :i + 1]
+      logits = network(codes[:, :i + 1], condition,
+                       condition_map=rows_map)[:, i, j]
       code = pixelcnn.inverse_cdf(logits, uniforms[:, i * width + j])
       position = tf.reshape(tf.one_hot(i * width + j, height * width,
                                        dtype=tf.int32), [1, height, width])
@@ -81,28 +88,35 @@ def _best_ms(fn, args, repeats):
 
 
 def measure(filters: int, blocks: int, rows: int, samples: int = 10,
-            grid_size: int = 7, codes: int = 256, repeats: int = 3) -> Dict:
-  """One size and batch: ``{filters, blocks, rows, samples, methods}``,
-  ``methods[name] = {ms, speedup, mismatched_codes}``."""
+            grid_size: int = 7, codes: int = 256, repeats: int = 3,
+            spatial: bool = False) -> Dict:
+  """One size and batch: ``{filters, blocks, rows, samples, spatial,
+  methods}``, ``methods[name] = {ms, speedup, mismatched_codes}``."""
   grid = (grid_size, grid_size)
   network = pixelcnn.PixelCNNNetwork(codes, filters=filters,
-                                     num_blocks=blocks, dropout=0.5)
+                                     num_blocks=blocks, dropout=0.5,
+                                     spatial_condition=spatial)
   condition = tf.random.stateless_normal([rows, 512], seed=[0, 1])
+  condition_map = (tf.random.stateless_normal([rows, *grid, 64], seed=[1, 2])
+                   if spatial else None)
   uniforms = tf.random.stateless_uniform(
       [samples, rows, grid[0] * grid[1]], seed=[2, 3])
-  network(tf.zeros([1, *grid], tf.int32), condition[:1])
-  tiled = tf.tile(condition, [samples, 1])
+  network(tf.zeros([1, *grid], tf.int32), condition[:1],
+          condition_map=None if condition_map is None else condition_map[:1])
+  tiled = pixelcnn.tile_rows(condition, samples)
+  tiled_map = pixelcnn.tile_rows(condition_map, samples)
   flat = tf.reshape(uniforms, [samples * rows, -1])
   reference = tf.function(lambda u: whole_grid_sample(network, tiled, u,
-                                                      grid))
+                                                      grid, tiled_map))
   methods = {'whole-grid': (reference, flat)}
   for name, jit in (('cached', False), ('cached+XLA', True)):
     dist = pixelcnn.CodeGridDistribution(network, condition, grid,
-                                         jit_compile=jit)
+                                         jit_compile=jit,
+                                         condition_map=condition_map)
     methods[name] = (tf.function(dist.sample_from_uniforms), uniforms)
   expected = tf.reshape(reference(flat), [samples, rows, *grid])
   result = {'filters': filters, 'blocks': blocks, 'rows': rows,
-            'samples': samples, 'methods': {}}
+            'samples': samples, 'spatial': spatial, 'methods': {}}
   for name, (fn, u) in methods.items():
     ms = _best_ms(fn, (u,), repeats)
     drawn = tf.reshape(fn(u), expected.shape)
@@ -121,7 +135,8 @@ def format_rows(results: List[Dict]) -> str:
            f'{"speed-up":>9} {"mismatched":>11}']
   for r in results:
     for name, m in r['methods'].items():
-      lines.append(f'{r["filters"]}x{r["blocks"]:<5} '
+      size = f'{r["filters"]}x{r["blocks"]}' + ('s' if r['spatial'] else '')
+      lines.append(f'{size:<8} '
                    f'{r["rows"]:>4} x {r["samples"]:<3} {name:>16} '
                    f'{m["ms"]:>10.1f} {m["speedup"]:>8.1f}x '
                    f'{m["mismatched_codes"]:>11d}')
@@ -129,7 +144,8 @@ def format_rows(results: List[Dict]) -> str:
 
 
 def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
-        grid_size: int, codes: int, repeats: int) -> Dict:
+        grid_size: int, codes: int, repeats: int,
+        spatial: bool = False) -> Dict:
   """Every size x batch; prints the rows as they come."""
   results = []
   for size in sizes:
@@ -140,7 +156,7 @@ def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
                        f'got {size!r}') from None
     for n in rows:
       results.append(measure(filters, blocks, int(n), samples, grid_size,
-                             codes, repeats))
+                             codes, repeats, spatial))
       print(format_rows(results[-1:]).split('\n', 1)[1], flush=True)
   return {'grid': grid_size, 'codes': codes, 'results': results}
 
@@ -152,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
   except ValueError:
     raise SystemExit(f'--rows takes integers, got {args.rows!r}') from None
   result = run(args.sizes.split(','), rows, args.samples, args.grid,
-               args.codes, args.repeats)
+               args.codes, args.repeats, args.spatial)
   print(format_rows(result['results']))
   if args.output:
     with open(args.output, 'w') as f:

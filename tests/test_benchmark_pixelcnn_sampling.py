@@ -29,6 +29,16 @@ def test_samplers_draw_the_same_codes_and_report_speedups(capsys, tmp_path):
   assert printed.count('cached+XLA') == 4   # as they come, then all
 
 
+def test_spatially_conditioned_samplers_agree(capsys):
+  result = pixelcnn_sampling.main(['--sizes=6x2', '--rows=2', '--samples=2',
+                                   '--grid=3', '--codes=5', '--repeats=1',
+                                   '--spatial'])
+  (row,) = result['results']
+  assert row['spatial'] is True
+  assert all(m['mismatched_codes'] == 0 for m in row['methods'].values())
+  assert '6x2s' in capsys.readouterr().out
+
+
 def test_whole_grid_reference_differs_from_other_uniforms():
   """The agreement above is not vacuous: other uniforms give other codes."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
