@@ -139,6 +139,35 @@ def test_export_serves_impute_and_sample_with_tensorflow_only(runs):
   assert out['imported'] == []
 
 
+def test_spatially_conditioned_stage_two_exports_and_serves(runs):
+  """``ConditionalPixelCNN.spatial_conditioning``: trains from the same
+  stage 1, and its SavedModel draws row-keyed samples that keep the
+  observed pixels (the per-cell maps go through the compiled sampler)."""
+  base, stage1, _ = runs
+  spatial = ['ConditionalPixelCNN.spatial_conditioning = True']
+  run = str(base / 'stage2_spatial')
+  configs.parse(['tiny/vqvae_partial.gin'], spatial)
+  experiment.train(run, vae_checkpoint=stage1)
+  assert any('condition_map' in k for k in _weights(run, 'model/'))
+  configs.parse(['tiny/vqvae_partial.gin'], spatial)
+  loaded = tf.saved_model.load(export.export(run, str(base / 'export_s')))
+  x = np.random.default_rng(0).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  mask = (np.random.default_rng(1).uniform(size=x.shape) > 0.5).astype(
+      np.float32)
+  sample = loaded.signatures['sample']
+  draws = sample(x=tf.constant(x), mask=tf.constant(mask),
+                 num_samples=tf.constant(3),
+                 seed=tf.constant(7, tf.int64))['samples'].numpy()
+  alone = sample(x=tf.constant(x[1:2]), mask=tf.constant(mask[1:2]),
+                 num_samples=tf.constant(3),
+                 seed=tf.constant(7, tf.int64))['samples'].numpy()
+  assert draws.shape == (3, 3, 8, 8, 1)
+  np.testing.assert_allclose(draws[1:2], alone, rtol=1e-5, atol=1e-6)
+  observed = np.broadcast_to(mask[:, None] > 0, draws.shape)  # [rows, S, ...]
+  np.testing.assert_allclose(draws[observed],
+                             np.broadcast_to(x[:, None], draws.shape)[observed])
+
+
 def test_inpainting_benchmark_scores_a_vq_vae_run(runs, tmp_path):
   """benchmarks/inpainting.py end to end on the two stages (a subprocess:
   its absl flags are process-global)."""
