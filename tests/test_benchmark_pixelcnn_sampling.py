@@ -32,11 +32,12 @@ def test_samplers_draw_the_same_codes_and_report_speedups(capsys, tmp_path):
 def test_spatially_conditioned_samplers_agree(capsys):
   result = pixelcnn_sampling.main(['--sizes=6x2', '--rows=2', '--samples=2',
                                    '--grid=3', '--codes=5', '--repeats=1',
-                                   '--spatial'])
-  (row,) = result['results']
-  assert row['spatial'] is True
-  assert all(m['mismatched_codes'] == 0 for m in row['methods'].values())
-  assert '6x2s' in capsys.readouterr().out
+                                   '--conditionings=vector,spatial'])
+  assert [r['spatial'] for r in result['results']] == [False, True]
+  for row in result['results']:
+    assert all(m['mismatched_codes'] == 0 for m in row['methods'].values())
+  printed = capsys.readouterr().out
+  assert '6x2s' in printed and '6x2 ' in printed
 
 
 def test_whole_grid_reference_differs_from_other_uniforms():
