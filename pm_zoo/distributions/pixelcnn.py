@@ -149,13 +149,22 @@ class GatedBlock(keras.layers.Layer):
     """What the block adds before its gate: ``W c [B, 1, 1, 2f]``, plus
     ``V m [B, h, w, 2f]`` per position where the block has a conditioning
     map (``spatial_condition``; ``condition_map [B, h, w, C_m]``)."""
-    bias = self.condition(condition)[:, tf.newaxis, tf.newaxis]
+    bias = self.vector_bias(condition)
     if self.condition_map is None:
       return bias
+    return bias + self.map_bias(condition_map)
+
+  def vector_bias(self, condition):
+    """``W c``: ``[B, 1, 1, 2f]`` from ``condition [B, C]``."""
+    return self.condition(condition)[:, tf.newaxis, tf.newaxis]
+
+  def map_bias(self, condition_map):
+    """``V m``: ``[B, h', w', 2f]`` from ``condition_map [B, h', w', C_m]``
+    (any part of the grid: the sampler passes one row)."""
     if condition_map is None:
       raise ValueError(f'{self.name} is spatially conditioned: pass its '
                        'condition_map [B, h, w, C_m]')
-    return bias + self.condition_map(condition_map)
+    return self.condition_map(condition_map)
 
   def call(self, x, condition, aux=None, training=False, condition_map=None):
     return self.forward(x, self.condition_bias(condition, condition_map), aux,
@@ -423,9 +432,6 @@ class CodeGridDistribution(tfd.Distribution):
 
     height, width = grid
 
-    def row_of(bias, i):
-      return bias if bias.shape[1] == 1 else bias[:, i:i + 1]
-
     def column_of(bias, j):
       return (bias if bias.shape[2] == 1
               else tf.slice(bias, [0, 0, j, 0], [-1, -1, 1, -1]))
@@ -444,8 +450,20 @@ class CodeGridDistribution(tfd.Distribution):
       # for j + 1 and column j of `row_inputs`, the next row's `above`.
       n = tf.shape(flat_u)[0]
       f = network.filters
-      # What each block adds before its gate, computed once per draw.
-      v_biases, h_biases = network.condition_biases(condition, condition_map)
+      # What each block adds before its gate: W c once per draw; V m one
+      # row at a time (the whole grid's, for every block at once, is
+      # [n, h, w, 2f] per block: at n = 10,000 grids, 64 filters, 16 blocks,
+      # over 4 GB, and it ran an evaluation out of memory).
+      v_blocks = list(network.v_up) + list(network.v_down)
+      h_blocks = network.horizontal_blocks
+      v_vector = [b.vector_bias(condition) for b in v_blocks]
+      h_vector = [b.vector_bias(condition) for b in h_blocks]
+
+      def row_biases(blocks, vector, i):
+        if condition_map is None:
+          return vector
+        row_map = condition_map[:, i:i + 1]
+        return [v + b.map_bias(row_map) for b, v in zip(blocks, vector)]
       codes = tf.zeros([n, height, width], tf.int32)
       zeros = tf.zeros([n, 1, width, 2 * f])
       v_above = [(zeros, zeros)] * network.num_blocks
@@ -468,8 +486,8 @@ class CodeGridDistribution(tfd.Distribution):
         # convolution over rows i - 2, i - 1); zeros for row 0.
         v = network.v_init(e_rows[1], above=e_rows[0]) if i else no_codes
         v_rows, v_above = network.vertical(
-            v, [row_of(b, i) for b in v_biases], above=v_above)
-        h_row_biases = [row_of(b, i) for b in h_biases]
+            v, row_biases(v_blocks, v_vector, i), above=v_above)
+        h_row_biases = row_biases(h_blocks, h_vector, i)
         e_above = e_rows[1]
         h_from_above = network.h_init_v(e_above) if i else no_codes
         # h_init_h is right-shifted: position j reads (i - 1, j - 1) and
