@@ -157,9 +157,6 @@ def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
       raise SystemExit(f'--sizes takes FILTERSxBLOCKS items such as 64x8, '
                        f'got {size!r}') from None
     for conditioning in conditionings:
-      if conditioning not in ('vector', 'spatial'):
-        raise SystemExit("--conditionings takes 'vector' and 'spatial', got "
-                         f'{conditioning!r}')
       for n in rows:
         results.append(measure(filters, blocks, int(n), samples, grid_size,
                                codes, repeats, conditioning == 'spatial'))
@@ -173,8 +170,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     rows = [int(n) for n in args.rows.split(',')]
   except ValueError:
     raise SystemExit(f'--rows takes integers, got {args.rows!r}') from None
+  conditionings = args.conditionings.split(',')
+  unknown = set(conditionings) - {'vector', 'spatial'}
+  if unknown:
+    raise SystemExit("--conditionings takes 'vector' and 'spatial', got "
+                     f'{sorted(unknown)}')
   result = run(args.sizes.split(','), rows, args.samples, args.grid,
-               args.codes, args.repeats, args.conditionings.split(','))
+               args.codes, args.repeats, conditionings)
   print(format_rows(result['results']))
   if args.output:
     with open(args.output, 'w') as f:

@@ -210,7 +210,6 @@ class PixelCNNNetwork(keras.layers.Layer):
                dropout: float = 0.5, spatial_condition: bool = False,
                **kwargs):
     super().__init__(**kwargs)
-    self.spatial_condition = bool(spatial_condition)
     self.num_codes = int(num_codes)
     self.filters = int(filters)
     self.embedding = keras.layers.Embedding(num_codes, filters,
@@ -249,8 +248,7 @@ class PixelCNNNetwork(keras.layers.Layer):
     lists, each ``[B, 1, 1, 2f]`` or (spatial) ``[B, h, w, 2f]``."""
     def biases(blocks):
       return [b.condition_bias(condition, condition_map) for b in blocks]
-    return (biases(list(self.v_up) + list(self.v_down)),
-            biases(self.horizontal_blocks))
+    return biases(self.vertical_blocks), biases(self.horizontal_blocks)
 
   def vertical(self, v, biases, training=False, above=None):
     """The vertical stack from its input ``v``: ``(states, inputs)``.
@@ -280,6 +278,10 @@ class PixelCNNNetwork(keras.layers.Layer):
     outputs, inputs = self._stack(self.h_up, self.h_down, h, biases,
                                   training, above, aux, left)
     return outputs[-1], inputs
+
+  @property
+  def vertical_blocks(self):
+    return list(self.v_up) + list(self.v_down)
 
   @property
   def horizontal_blocks(self):
@@ -451,10 +453,9 @@ class CodeGridDistribution(tfd.Distribution):
       n = tf.shape(flat_u)[0]
       f = network.filters
       # What each block adds before its gate: W c once per draw; V m one
-      # row at a time (the whole grid's, for every block at once, is
-      # [n, h, w, 2f] per block: at n = 10,000 grids, 64 filters, 16 blocks,
-      # over 4 GB, and it ran an evaluation out of memory).
-      v_blocks = list(network.v_up) + list(network.v_down)
+      # row at a time, so that only one row's [n, 1, w, 2f] per block is
+      # needed at once, not the whole grid's [n, h, w, 2f].
+      v_blocks = network.vertical_blocks
       h_blocks = network.horizontal_blocks
       v_vector = [b.vector_bias(condition) for b in v_blocks]
       h_vector = [b.vector_bias(condition) for b in h_blocks]
