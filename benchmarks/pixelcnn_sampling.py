@@ -27,9 +27,20 @@ a 64-channel map per grid cell, added in every block; its sizes print with an
 ``s``), in the same run. The issue's latency goal is one image x 10
 samples under 50 ms on a CPU. Weights are random (a trained network has the
 same cost). Prints one table and writes JSON.
+
+``--memory`` measures memory instead of time: every cached sampler (graph,
+XLA) at every size and batch runs once in a fresh subprocess, which reports
+its peak resident memory (``ru_maxrss``) above what it held once the network
+was built, compile included, and that per grid (rows x samples). A sampler
+needs caches of ~0.1 MB per 64 x 8 grid; XLA once held ~3.4 MB per grid
+there, by lowering dynamic slices through padded copies (docs/models-vqvae.md,
+"Sampling memory"). Run the script by path with ``PYTHONPATH`` at another
+checkout to measure that checkout's sampler.
 """
 import argparse
 import json
+import multiprocessing
+import resource
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -56,6 +67,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                       "'spatial' (vector + a map per grid cell)")
   parser.add_argument('--repeats', type=int, default=3,
                       help='timed calls per method (the best counts)')
+  parser.add_argument('--memory', action='store_true',
+                      help='peak resident memory of the cached samplers, '
+                      'each in a fresh subprocess, instead of their speed')
   parser.add_argument('--output', default=None, help='JSON path')
   return parser.parse_args(argv)
 
@@ -132,6 +146,71 @@ def measure(filters: int, blocks: int, rows: int, samples: int = 10,
   return result
 
 
+def _peak_gb() -> float:
+  """This process's peak resident memory so far, GB (Linux: ru_maxrss in KB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+
+def _memory_child(queue, filters, blocks, rows, samples, grid_size, codes,
+                  spatial, jit):
+  """In a fresh process: one cached sampler call; puts ``(base_gb, peak_gb)``."""
+  grid = (grid_size, grid_size)
+  network = pixelcnn.PixelCNNNetwork(codes, filters=filters,
+                                     num_blocks=blocks, dropout=0.5,
+                                     spatial_condition=spatial)
+  condition = tf.random.stateless_normal([rows, 512], seed=[0, 1])
+  condition_map = (tf.random.stateless_normal([rows, *grid, 64], seed=[1, 2])
+                   if spatial else None)
+  uniforms = tf.random.stateless_uniform(
+      [samples, rows, grid[0] * grid[1]], seed=[2, 3])
+  network(tf.zeros([1, *grid], tf.int32), condition[:1],
+          condition_map=None if condition_map is None else condition_map[:1])
+  base = _peak_gb()
+  dist = pixelcnn.CodeGridDistribution(network, condition, grid,
+                                       jit_compile=jit,
+                                       condition_map=condition_map)
+  tf.function(dist.sample_from_uniforms)(uniforms).numpy()
+  queue.put((base, _peak_gb()))
+
+
+def measure_memory(filters: int, blocks: int, rows: int, samples: int = 10,
+                   grid_size: int = 7, codes: int = 256,
+                   spatial: bool = False) -> Dict:
+  """``measure``'s record with ``methods[name] = {base_gb, peak_gb, added_gb,
+  mb_per_grid}`` for the cached samplers, each in its own subprocess."""
+  context = multiprocessing.get_context('spawn')
+  result = {'filters': filters, 'blocks': blocks, 'rows': rows,
+            'samples': samples, 'spatial': spatial, 'methods': {}}
+  for name, jit in (('cached', False), ('cached+XLA', True)):
+    queue = context.Queue()
+    child = context.Process(target=_memory_child, args=(
+        queue, filters, blocks, rows, samples, grid_size, codes, spatial,
+        jit))
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+      raise SystemExit(f'the {name} sampler at {filters}x{blocks}, {rows} x '
+                       f'{samples} exited with {child.exitcode} (killed for '
+                       'memory?): try fewer --rows')
+    base, peak = queue.get()
+    result['methods'][name] = {
+        'base_gb': base, 'peak_gb': peak, 'added_gb': peak - base,
+        'mb_per_grid': 1000.0 * (peak - base) / (rows * samples)}
+  return result
+
+
+def format_memory_rows(results: List[Dict]) -> str:
+  lines = [f'{"size":>8} {"batch":>10} {"method":>16} {"peak GB":>8} '
+           f'{"added GB":>9} {"MB/grid":>8}']
+  for r in results:
+    for name, m in r['methods'].items():
+      size = f'{r["filters"]}x{r["blocks"]}' + ('s' if r['spatial'] else '')
+      lines.append(f'{size:<8} {r["rows"]:>4} x {r["samples"]:<3} '
+                   f'{name:>16} {m["peak_gb"]:>8.2f} {m["added_gb"]:>9.2f} '
+                   f'{m["mb_per_grid"]:>8.2f}')
+  return '\n'.join(lines)
+
+
 def format_rows(results: List[Dict]) -> str:
   lines = [f'{"size":>8} {"batch":>10} {"method":>16} {"ms":>10} '
            f'{"speed-up":>9} {"mismatched":>11}']
@@ -147,9 +226,12 @@ def format_rows(results: List[Dict]) -> str:
 
 def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
         grid_size: int, codes: int, repeats: int,
-        conditionings: Sequence[str] = ('vector',)) -> Dict:
-  """Every size x batch; prints the rows as they come."""
+        conditionings: Sequence[str] = ('vector',),
+        memory: bool = False) -> Dict:
+  """Every size x batch (speed, or with ``memory`` peak memory); prints the
+  rows as they come."""
   results = []
+  formatter = format_memory_rows if memory else format_rows
   for size in sizes:
     try:
       filters, blocks = (int(t) for t in size.lower().split('x'))
@@ -158,10 +240,16 @@ def run(sizes: Sequence[str], rows: Sequence[int], samples: int,
                        f'got {size!r}') from None
     for conditioning in conditionings:
       for n in rows:
-        results.append(measure(filters, blocks, int(n), samples, grid_size,
-                               codes, repeats, conditioning == 'spatial'))
-        print(format_rows(results[-1:]).split('\n', 1)[1], flush=True)
-  return {'grid': grid_size, 'codes': codes, 'results': results}
+        spatial = conditioning == 'spatial'
+        if memory:
+          results.append(measure_memory(filters, blocks, int(n), samples,
+                                        grid_size, codes, spatial))
+        else:
+          results.append(measure(filters, blocks, int(n), samples,
+                                 grid_size, codes, repeats, spatial))
+        print(formatter(results[-1:]).split('\n', 1)[1], flush=True)
+  return {'grid': grid_size, 'codes': codes, 'memory': memory,
+          'results': results}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
@@ -176,11 +264,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     raise SystemExit("--conditionings takes 'vector' and 'spatial', got "
                      f'{sorted(unknown)}')
   result = run(args.sizes.split(','), rows, args.samples, args.grid,
-               args.codes, args.repeats, conditionings)
-  print(format_rows(result['results']))
+               args.codes, args.repeats, conditionings, args.memory)
+  print((format_memory_rows if args.memory else format_rows)(
+      result['results']))
   if args.output:
     with open(args.output, 'w') as f:
       json.dump(result, f, indent=1)
+  if args.memory:
+    return result
   total = sum(r['samples'] * r['rows'] * args.grid ** 2
               for r in result['results'])
   for name in ('cached', 'cached+XLA'):

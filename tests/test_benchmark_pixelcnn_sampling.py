@@ -51,3 +51,22 @@ def test_whole_grid_reference_differs_from_other_uniforms():
       network, condition, tf.random.stateless_uniform([4, 9], seed=[s, 0]),
       (3, 3)).numpy() for s in (1, 2)]
   assert (draws[0] != draws[1]).any()
+
+
+def test_memory_mode_reports_each_cached_sampler_from_its_own_process(
+    capsys, tmp_path):
+  output = tmp_path / 'memory.json'
+  result = pixelcnn_sampling.main(['--sizes=6x2', '--rows=2', '--samples=2',
+                                   '--grid=3', '--codes=5', '--memory',
+                                   f'--output={output}'])
+  import json  # pylint: disable=g-import-not-at-top
+  assert json.loads(output.read_text()) == json.loads(json.dumps(result))
+  assert result['memory'] is True
+  (row,) = result['results']
+  assert list(row['methods']) == ['cached', 'cached+XLA']
+  for m in row['methods'].values():
+    # A fresh process: TensorFlow alone holds hundreds of MB.
+    assert 0.1 < m['base_gb'] <= m['peak_gb']
+    assert abs(m['added_gb'] - (m['peak_gb'] - m['base_gb'])) < 1e-9
+    assert abs(m['mb_per_grid'] - 1000 * m['added_gb'] / 4) < 1e-6
+  assert 'MB/grid' in capsys.readouterr().out
