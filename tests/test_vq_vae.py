@@ -200,7 +200,7 @@ def test_compiled_sampler_slices_no_cache_dynamically(spatial):
 
   XLA's CPU pipeline lowers a dynamic slice of a 4-D loop tensor through a
   pad that doubles every dimension (16 x the tensor): sampling the 64 x 8
-  network held ~3.4 MB per grid instead of ~0.6 MB. The column reads are
+  network peaked at 3.2 MB per grid instead of 2.0. The column reads are
   one-hot contractions (``pixelcnn.columns``); no 4-D ``dynamic-slice``
   may come back into the optimized program.
   """
