@@ -32,8 +32,8 @@ same cost). Prints one table and writes JSON.
 XLA) at every size and batch runs once in a fresh subprocess, which reports
 its peak resident memory (``ru_maxrss``) above what it held once the network
 was built, compile included, and that per grid (rows x samples). A sampler
-needs caches of ~0.1 MB per 64 x 8 grid; XLA once held ~3.4 MB per grid
-there, by lowering dynamic slices through padded copies (docs/models-vqvae.md,
+needs caches of ~0.1 MB per 64 x 8 grid; XLA once peaked at 3.2 MB per grid
+there (1,000 grids), by lowering dynamic slices through padded copies (docs/models-vqvae.md,
 "Sampling memory"). Run the script by path with ``PYTHONPATH`` at another
 checkout to measure that checkout's sampler.
 """
@@ -103,11 +103,11 @@ def _best_ms(fn, args, repeats):
   return 1000.0 * min(times)
 
 
-def measure(filters: int, blocks: int, rows: int, samples: int = 10,
-            grid_size: int = 7, codes: int = 256, repeats: int = 3,
-            spatial: bool = False) -> Dict:
-  """One size and batch: ``{filters, blocks, rows, samples, spatial,
-  methods}``, ``methods[name] = {ms, speedup, mismatched_codes}``."""
+def build_inputs(filters: int, blocks: int, rows: int, samples: int,
+                 grid_size: int, codes: int, spatial: bool):
+  """A built network with random weights and seeded inputs for one size and
+  batch: ``(grid, network, condition [rows, 512], condition_map [rows, h, w,
+  64] or None, uniforms [samples, rows, hw])``."""
   grid = (grid_size, grid_size)
   network = pixelcnn.PixelCNNNetwork(codes, filters=filters,
                                      num_blocks=blocks, dropout=0.5,
@@ -119,6 +119,16 @@ def measure(filters: int, blocks: int, rows: int, samples: int = 10,
       [samples, rows, grid[0] * grid[1]], seed=[2, 3])
   network(tf.zeros([1, *grid], tf.int32), condition[:1],
           condition_map=None if condition_map is None else condition_map[:1])
+  return grid, network, condition, condition_map, uniforms
+
+
+def measure(filters: int, blocks: int, rows: int, samples: int = 10,
+            grid_size: int = 7, codes: int = 256, repeats: int = 3,
+            spatial: bool = False) -> Dict:
+  """One size and batch: ``{filters, blocks, rows, samples, spatial,
+  methods}``, ``methods[name] = {ms, speedup, mismatched_codes}``."""
+  grid, network, condition, condition_map, uniforms = build_inputs(
+      filters, blocks, rows, samples, grid_size, codes, spatial)
   tiled = pixelcnn.tile_rows(condition, samples)
   tiled_map = pixelcnn.tile_rows(condition_map, samples)
   flat = tf.reshape(uniforms, [samples * rows, -1])
@@ -154,17 +164,8 @@ def _peak_gb() -> float:
 def _memory_child(queue, filters, blocks, rows, samples, grid_size, codes,
                   spatial, jit):
   """In a fresh process: one cached sampler call; puts ``(base_gb, peak_gb)``."""
-  grid = (grid_size, grid_size)
-  network = pixelcnn.PixelCNNNetwork(codes, filters=filters,
-                                     num_blocks=blocks, dropout=0.5,
-                                     spatial_condition=spatial)
-  condition = tf.random.stateless_normal([rows, 512], seed=[0, 1])
-  condition_map = (tf.random.stateless_normal([rows, *grid, 64], seed=[1, 2])
-                   if spatial else None)
-  uniforms = tf.random.stateless_uniform(
-      [samples, rows, grid[0] * grid[1]], seed=[2, 3])
-  network(tf.zeros([1, *grid], tf.int32), condition[:1],
-          condition_map=None if condition_map is None else condition_map[:1])
+  grid, network, condition, condition_map, uniforms = build_inputs(
+      filters, blocks, rows, samples, grid_size, codes, spatial)
   base = _peak_gb()
   dist = pixelcnn.CodeGridDistribution(network, condition, grid,
                                        jit_compile=jit,

@@ -492,8 +492,8 @@ class CodeGridDistribution(tfd.Distribution):
       no_left = [tuple(tf.zeros([n, 1, kw - 1, 2 * f]) for kw in pair)
                  for pair in widths]
 
-      def pad_left(t, columns):
-        return tf.pad(t, [[0, 0], [0, 0], [columns, 0], [0, 0]])
+      def pad_left(t, count):
+        return tf.pad(t, [[0, 0], [0, 0], [count, 0], [0, 0]])
 
       for i in range(height):
         # Row i of the vertical input is v_init at row i - 1 (a 2-row
