@@ -61,7 +61,12 @@ setuptools.setup(
         'mlxtend>=0.22',
     ],
     extras_require={
-        'test': ['pytest>=7', 'pytest-timeout>=2', 'pytest-xdist>=3'],
+        # VaDE.prior_init='umap' (N2D's initialisation) and the UMAP latent
+        # map; without it the map falls back to t-SNE.
+        'cluster': ['umap-learn>=0.5'],
+        # umap-learn: both the UMAP and the t-SNE paths are tested.
+        'test': ['pytest>=7', 'pytest-timeout>=2', 'pytest-xdist>=3',
+                 'umap-learn>=0.5'],
         # The two package tables of docs/tables.md.
         'tables': ['vega_datasets>=0.9', 'palmerpenguins>=0.1'],
         # benchmarks/tabular.py --methods=...,miceforest. miceforest 6.0.5

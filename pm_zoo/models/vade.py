@@ -44,8 +44,9 @@ Training stages (each a ``pm-train`` run that resumes; see
 2. ``objective='vae'`` warm-started from stage 1 (``vae_checkpoint``): when
    the stage starts from step 0, ``begin_stage`` fits a diagonal
    ``sklearn.mixture.GaussianMixture`` with K components to the latent means
-   m(x) of the training rows and sets a = log(weights), mu = means,
-   log sigma = 0.5 log(variances). (The authors' code writes the variances
+   m(x) of the training rows (``prior_init='gmm'``; ``'umap'`` finds the
+   components by N2D's UMAP clustering instead, ``mixture_init``) and sets
+   a = log(weights), mu = means, log sigma = 0.5 log(variances). (The authors' code writes the variances
    where it reads log standard deviations; ``gmm_to_prior_parameters`` is
    the tested conversion.) Then the ELBO above.
 3. ``objective='partial'`` with the VaDE frozen: Posterior Matching trains
@@ -68,6 +69,7 @@ from pm_zoo.distributions import heads
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
 from pm_zoo.models import base
+from pm_zoo.models import mixture_init
 from pm_zoo.models.gaussian_vae import GaussianVAE
 from pm_zoo.networks import mlp
 
@@ -114,7 +116,12 @@ class VaDE(GaussianVAE):
       Gaussian.
     decoder_head: Bernoulli (images in [0, 1]) or Gaussian (tables).
     gmm_examples: training rows encoded to fit the initial GaussianMixture.
-    gmm_seed: its random_state.
+    gmm_seed: its random_state (and UMAP's).
+    prior_init: how the initial mixture is found (``mixture_init``):
+      ``'gmm'``, the VaDE paper's diagonal GaussianMixture on m(x), or
+      ``'umap'``, N2D's: clusters of a UMAP embedding of m(x), moment-matched
+      back to a diagonal mixture in z (needs ``umap-learn``).
+    umap_neighbors: UMAP's ``n_neighbors`` for ``prior_init='umap'``.
     pretrain_denoising: pre-train as a denoising autoencoder on x * b (see
       the module docstring); False: the plain autoencoder.
   """
@@ -131,9 +138,13 @@ class VaDE(GaussianVAE):
                decoder_head: Callable = heads.Gaussian,
                gmm_examples: int = 20000, gmm_seed: int = 0,
                pretrain_denoising: bool = False,
+               prior_init: str = 'gmm', umap_neighbors: int = 20,
                name: str = 'vade', **kwargs):
     if num_clusters < 1:
       raise UserError(f'VaDE.num_clusters must be >= 1, got {num_clusters}')
+    if prior_init not in mixture_init.PRIOR_INITS:
+      raise UserError(f'VaDE.prior_init must be one of '
+                      f'{mixture_init.PRIOR_INITS}, got {prior_init!r}')
     super().__init__(feature_shape, latent_dim=latent_dim,
                      encoder_network=encoder_network,
                      decoder_network=decoder_network,
@@ -143,6 +154,8 @@ class VaDE(GaussianVAE):
     self.gmm_examples = int(gmm_examples)
     self.gmm_seed = int(gmm_seed)
     self.pretrain_denoising = bool(pretrain_denoising)
+    self.prior_init = prior_init
+    self.umap_neighbors = int(umap_neighbors)
     k, d = self.num_clusters, self.latent_dim
     self.mixture_logits = self.add_weight(
         name='mixture_logits', shape=[k], initializer='zeros')
@@ -263,9 +276,10 @@ class VaDE(GaussianVAE):
     """The GaussianMixture stage 2 starts from, and the latent means it fits.
 
     ``gmm_examples`` training rows drawn with ``seed`` (default
-    ``gmm_seed``), encoded to their means m(x) ``[n, d]``; a diagonal
-    GaussianMixture with ``random_state=seed`` fitted to them
-    (``fit_gaussian_mixture``). Returns ``(gmm, rows, means)``.
+    ``gmm_seed``), encoded to their means m(x) ``[n, d]``; the diagonal
+    latent-space GaussianMixture that ``prior_init`` makes of them with
+    ``random_state=seed`` (``mixture_init.fit_gaussian_mixture`` or
+    ``mixture_init.manifold_mixture``). Returns ``(gmm, rows, means)``.
     """
     seed = self.gmm_seed if seed is None else int(seed)
     rows = np.random.default_rng(seed).permutation(len(train_x))
@@ -274,32 +288,20 @@ class VaDE(GaussianVAE):
     if len(means) < self.num_clusters:
       raise UserError(f'VaDE needs at least num_clusters={self.num_clusters} '
                       f'training rows to fit its prior, got {len(means)}')
-    return fit_gaussian_mixture(means, self.num_clusters, seed), rows, means
+    if self.prior_init == 'umap':
+      gmm = mixture_init.manifold_mixture(means, self.num_clusters, seed,
+                                          n_neighbors=self.umap_neighbors)
+    else:
+      gmm = mixture_init.fit_gaussian_mixture(means, self.num_clusters, seed)
+    return gmm, rows, means
 
   def fit_prior(self, train_x: np.ndarray) -> None:
-    """Sets the prior from a diagonal GaussianMixture on the latent means."""
+    """Sets the prior from the initial mixture on the latent means."""
     gmm, _, means = self.initial_mixture(train_x)
     self.set_prior(*gmm_to_prior_parameters(gmm.weights_, gmm.means_,
                                             gmm.covariances_))
-    logging.info('VaDE prior initialised from a %d-component GaussianMixture '
-                 'on %d latent means (log-likelihood %.3f per row)',
-                 self.num_clusters, len(means), gmm.score(means))
+    logging.info('VaDE prior initialised (prior_init=%r) to a %d-component '
+                 'mixture on %d latent means (log-likelihood %.3f per row)',
+                 self.prior_init, self.num_clusters, len(means),
+                 gmm.score(means))
 
-
-def fit_gaussian_mixture(means: np.ndarray, num_clusters: int, seed: int):
-  """The diagonal ``sklearn`` GaussianMixture VaDE's prior starts from.
-
-  Args:
-    means: ``[N, d]`` latent means m(x) of training rows.
-    num_clusters: K.
-    seed: its ``random_state`` (k-means initialisation, one restart).
-
-  Returns:
-    The fitted ``GaussianMixture`` (``weights_ [K]``, ``means_ [K, d]``,
-    ``covariances_ [K, d]``).
-  """
-  # pylint: disable=g-import-not-at-top
-  from sklearn.mixture import GaussianMixture
-  gmm = GaussianMixture(num_clusters, covariance_type='diag',
-                        random_state=seed, reg_covar=1e-4)
-  return gmm.fit(np.asarray(means, np.float64))
