@@ -11,6 +11,8 @@ pre-training run (or any VaDE run), and scores each against the labels:
   python -m benchmarks.gmm_init --model_dir=runs/vade_mlp/pretrain \
       --seeds=8 --output=runs/vade_mlp/gmm_init.json
 
+(``--prior_init=umap`` sweeps N2D's initialisation instead, ``mixture_init``.)
+
 Per seed: the mean log-likelihood per row of the rows it was fitted on (what
 a user without labels can see) and the Hungarian accuracy, NMI and ARI of
 ``gmm.predict(m(x))`` on the first ``--test_examples`` test images (which
@@ -29,6 +31,8 @@ from pm_zoo.errors import UserError
 
 flags.DEFINE_string('model_dir', None, 'A VaDE run (e.g. stage 1, pretrain).')
 flags.DEFINE_integer('seeds', 8, 'gmm_seed values 0 .. seeds - 1.')
+flags.DEFINE_enum('prior_init', None, ['gmm', 'umap'],
+                  "VaDE.prior_init to sweep (default: the run's own).")
 flags.DEFINE_integer('test_examples', 10000, 'First N test images scored.')
 flags.DEFINE_string('output', None, 'JSON of the results.')
 FLAGS = flags.FLAGS
@@ -85,15 +89,19 @@ def run():
     raise UserError(f'--seeds must be >= 1, got {FLAGS.seeds}')
   model, step, splits = clustering.restore_labelled_run(
       FLAGS.model_dir, 'benchmarks.gmm_init')
+  if FLAGS.prior_init:
+    model.vae.prior_init = FLAGS.prior_init
   n = min(len(splits.test), FLAGS.test_examples)
   rows = sweep(model.vae, splits.train, splits.test[:n],
                np.asarray(splits.test_labels[:n]), FLAGS.seeds)
   summary = summarise(rows)
   result = {'dataset': splits.name, 'model_dir': FLAGS.model_dir,
             'step': step, 'test_examples': n,
-            'num_clusters': model.vae.num_clusters, 'seeds': rows,
+            'num_clusters': model.vae.num_clusters,
+            'prior_init': model.vae.prior_init, 'seeds': rows,
             'summary': summary}
-  header = (f'{splits.name}, {model.vae.num_clusters} components on '
+  header = (f'{splits.name}, prior_init={model.vae.prior_init!r}, '
+            f'{model.vae.num_clusters} components on '
             f'{rows[0]["fit_rows"]} latent means of {FLAGS.model_dir} (step '
             f'{step}); scored on {n} test images')
   return result, format_table(rows, summary, header)

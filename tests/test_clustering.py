@@ -169,16 +169,19 @@ def test_pm_cluster_on_tiny_images(tmp_path):
   for method in bench['methods'].values():
     assert all(0 < a <= 1 for a in method['accuracy']['mean'])
   assert os.path.getsize(output.parent / 'clustering_benchmark.png') > 1000
-  # benchmarks/gmm_init.py on the pre-training run: one row per GMM seed.
+  # benchmarks/gmm_init.py on the pre-training run: one row per seed of
+  # N2D's initialisation (the GMM way's sweep: tests/test_vade.py).
   output = tmp_path / 'bench' / 'gmm_init.json'
   proc = subprocess.run(
       [sys.executable, '-m', 'benchmarks.gmm_init',
        f"--model_dir={tmp_path / 'pretrain'}", '--seeds=2',
+       '--prior_init=umap',
        '--test_examples=40', f'--output={output}'],
       capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-2000:]
   sweep = json.load(open(output))
   assert [r['seed'] for r in sweep['seeds']] == [0, 1]
+  assert sweep['prior_init'] == 'umap' and "prior_init='umap'" in proc.stdout
   assert all(0 < r['accuracy'] <= 1 and np.isfinite(r['log_likelihood'])
              for r in sweep['seeds'])
   assert sweep['summary']['highest_likelihood_seed'] in (0, 1)
