@@ -27,6 +27,19 @@ def test_hard_responsibilities_give_each_groups_mean_and_variance():
                                points[groups == c].var(0) + 1e-3)
 
 
+def test_full_moments_are_each_groups_covariance():
+  rng = np.random.default_rng(0)
+  points = rng.normal(size=[50, 3]) @ rng.normal(size=[3, 3])
+  groups = np.repeat([0, 1], [20, 30])
+  _, means, covariances = mixture_init.responsibility_moments(
+      points, np.eye(2)[groups], reg_covar=1e-3, full=True)
+  for c in range(2):
+    np.testing.assert_allclose(means[c], points[groups == c].mean(0))
+    np.testing.assert_allclose(
+        covariances[c],
+        np.cov(points[groups == c].T, bias=True) + 1e-3 * np.eye(3))
+
+
 def test_soft_responsibilities_weight_the_moments():
   points = np.array([[0.0], [2.0], [4.0]])
   r = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
@@ -49,7 +62,7 @@ def test_the_built_mixture_has_the_diagonal_gaussian_mixture_density():
   weights = np.array([0.3, 0.7])
   means = np.array([[0.0, 1.0], [2.0, -1.0]])
   variances = np.array([[1.0, 0.5], [2.0, 0.25]])
-  gmm = mixture_init.diagonal_mixture(weights, means, variances)
+  gmm = mixture_init.built_mixture(weights, means, variances)
   x = np.random.default_rng(1).normal(size=[5, 2])
   density = sum(w * stats.multivariate_normal(m, np.diag(v)).pdf(x)
                 for w, m, v in zip(weights, means, variances))
@@ -57,6 +70,12 @@ def test_the_built_mixture_has_the_diagonal_gaussian_mixture_density():
                              rtol=1e-10)
   np.testing.assert_array_equal(gmm.predict(x),
                                 gmm.predict_proba(x).argmax(-1))
+  covariances = np.array([[[1.0, 0.3], [0.3, 0.5]], [[2.0, -0.6], [-0.6, 0.4]]])
+  full = mixture_init.built_mixture(weights, means, covariances)
+  density = sum(w * stats.multivariate_normal(m, c).pdf(x)
+                for w, m, c in zip(weights, means, covariances))
+  np.testing.assert_allclose(full.score_samples(x), np.log(density),
+                             rtol=1e-10)
 
 
 def _ring_and_core(n=400, seed=0):
@@ -123,6 +142,19 @@ def test_vade_umap_init_sets_the_prior_it_reports():
                              rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.exp(2 * model.component_log_stds.numpy()),
                              gmm.covariances_, rtol=1e-4)
+
+
+def test_vade_full_covariance_umap_init_sets_the_full_mixture():
+  from sklearn.datasets import make_blobs  # pylint: disable=g-import-not-at-top
+  x, _ = make_blobs(200, n_features=4, centers=3, random_state=1)
+  model = _vade(prior_init='umap', umap_neighbors=10, gmm_examples=150,
+                covariance='full')
+  gmm, _, _ = model.initial_mixture(x.astype(np.float32))
+  assert gmm.covariances_.shape == (3, 2, 2)
+  model.fit_prior(x.astype(np.float32))
+  scale = model.component_scale_tril().numpy()
+  np.testing.assert_allclose(scale @ np.swapaxes(scale, -1, -2),
+                             gmm.covariances_, rtol=1e-4, atol=1e-5)
 
 
 def test_latent_map_uses_umap_where_installed_and_tsne_where_not(

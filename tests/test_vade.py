@@ -15,12 +15,12 @@ from pm_zoo.networks import mlp
 from pm_zoo.tasks import clustering
 
 
-def _vade(d=2, k=3, features=4):
+def _vade(d=2, k=3, features=4, **kwargs):
   def net(output_shape, name):
     return mlp.ResidualMLP(output_shape=output_shape, units=8, num_blocks=1,
                            name=name)
   model = vade_lib.VaDE([features], num_clusters=k, latent_dim=d,
-                        encoder_network=net, decoder_network=net)
+                        encoder_network=net, decoder_network=net, **kwargs)
   model(tf.zeros([1, features]))
   return model
 
@@ -32,8 +32,9 @@ def test_gmm_variances_become_log_standard_deviations():
   points = np.concatenate([rng.normal(-3, 0.3, [300, 2]),
                            rng.normal([2, 1], [2.0, 0.5], [200, 2])])
   gmm = GaussianMixture(2, covariance_type='diag', random_state=0).fit(points)
-  logits, means, log_stds = vade_lib.gmm_to_prior_parameters(
+  logits, means, log_stds, off_diagonal = vade_lib.gmm_to_prior_parameters(
       gmm.weights_, gmm.means_, gmm.covariances_)
+  assert off_diagonal is None
   np.testing.assert_allclose(np.exp(2 * log_stds), gmm.covariances_,
                              rtol=1e-5)
   model = _vade(d=2, k=2)
@@ -47,6 +48,51 @@ def test_gmm_variances_become_log_standard_deviations():
       gmm.predict_proba(points), atol=1e-4)
   with pytest.raises(UserError):
     vade_lib.gmm_to_prior_parameters([0.5, 0.5], means, np.zeros([2, 2]))
+
+
+def test_full_covariance_prior_has_the_full_gmms_density():
+  """covariance='full': Cholesky factors, the GMM's density and posterior."""
+  from sklearn.mixture import GaussianMixture
+  rng = np.random.default_rng(0)
+  points = np.concatenate([
+      rng.multivariate_normal([-3, 0], [[1.0, 0.8], [0.8, 1.0]], 300),
+      rng.multivariate_normal([2, 1], [[2.0, -0.5], [-0.5, 0.5]], 200)])
+  gmm = GaussianMixture(2, covariance_type='full', random_state=0).fit(points)
+  model = _vade(d=2, k=2, covariance='full')
+  model.set_prior(*vade_lib.gmm_to_prior_parameters(
+      gmm.weights_, gmm.means_, gmm.covariances_))
+  scale = model.component_scale_tril().numpy()
+  np.testing.assert_allclose(scale @ np.swapaxes(scale, -1, -2),
+                             gmm.covariances_, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+      model.prior().log_prob(points.astype(np.float32)).numpy(),
+      gmm.score_samples(points), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      model.cluster_probabilities(points.astype(np.float32)).numpy(),
+      gmm.predict_proba(points), atol=1e-4)
+  diagonal = vade_lib.gmm_to_prior_parameters([0.5, 0.5], gmm.means_,
+                                              np.ones([2, 2]))
+  with pytest.raises(UserError, match='full'):
+    model.set_prior(*diagonal)
+  with pytest.raises(UserError, match="'diag' or 'full'"):
+    _vade(covariance='spherical')
+
+
+def test_full_covariance_kl_is_tfps():
+  """component_kls with covariance='full' against tfd.kl_divergence."""
+  tfd = vade_lib.tfd
+  model = _vade(d=3, k=2, features=4, covariance='full')
+  rng = np.random.default_rng(3)
+  model.set_prior(np.log([0.3, 0.7]).astype(np.float32),
+                  rng.normal(size=[2, 3]).astype(np.float32),
+                  (0.3 * rng.normal(size=[2, 3])).astype(np.float32),
+                  rng.normal(size=[2, 3, 3]).astype(np.float32))
+  m = tf.constant(rng.normal(size=[5, 3]).astype(np.float32))
+  s = tf.constant(np.exp(0.4 * rng.normal(size=[5, 3])).astype(np.float32))
+  expected = tfd.kl_divergence(
+      tfd.MultivariateNormalDiag(m[:, None], s[:, None]), model.components())
+  np.testing.assert_allclose(model.component_kls(m, s).numpy(),
+                             expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_elbo_kl_terms_match_monte_carlo():

@@ -23,8 +23,9 @@ initialisation decides the accuracy. Two ways to make it
   No EM in z follows: EM there drifts back to the partition the ``'gmm'``
   way finds.
 
-Both return a fitted diagonal ``sklearn.mixture.GaussianMixture`` in the
-latent space (``weights_ [K]``, ``means_ [K, d]``, ``covariances_ [K, d]``),
+Both return a fitted ``sklearn.mixture.GaussianMixture`` in the latent space
+(``weights_ [K]``, ``means_ [K, d]``, ``covariances_ [K, d]``, or
+``[K, d, d]`` for a VaDE with ``covariance='full'``),
 whose ``predict`` is the argmax of VaDE's q(c | x) at z = m(x) right after
 the initialisation and whose ``score`` is the mean log-likelihood of m(x)
 under it.
@@ -36,36 +37,41 @@ from pm_zoo.errors import UserError
 PRIOR_INITS = ('gmm', 'umap')
 
 
-def fit_gaussian_mixture(means: np.ndarray, num_clusters: int, seed: int):
-  """The VaDE paper's initialisation: a diagonal GaussianMixture on m(x).
+def fit_gaussian_mixture(means: np.ndarray, num_clusters: int, seed: int,
+                         covariance_type: str = 'diag'):
+  """The VaDE paper's initialisation: a GaussianMixture fitted to m(x).
 
   Args:
     means: ``[N, d]`` latent means m(x) of training rows.
     num_clusters: K.
     seed: its ``random_state`` (k-means initialisation, one restart).
+    covariance_type: ``'diag'`` (the paper's) or ``'full'``.
 
   Returns:
     The fitted ``GaussianMixture`` (``weights_ [K]``, ``means_ [K, d]``,
-    ``covariances_ [K, d]``).
+    ``covariances_ [K, d]``, or ``[K, d, d]`` for ``'full'``).
   """
   # pylint: disable=g-import-not-at-top
   from sklearn.mixture import GaussianMixture
-  gmm = GaussianMixture(num_clusters, covariance_type='diag',
+  gmm = GaussianMixture(num_clusters, covariance_type=covariance_type,
                         random_state=seed, reg_covar=1e-4)
   return gmm.fit(np.asarray(means, np.float64))
 
 
 def responsibility_moments(points: np.ndarray, responsibilities: np.ndarray,
-                           reg_covar: float = 1e-4):
-  """The M-step of a diagonal Gaussian mixture (see module).
+                           reg_covar: float = 1e-4, full: bool = False):
+  """The M-step of a Gaussian mixture (see module).
 
   Args:
     points: ``[N, d]``.
     responsibilities: ``[N, K]``, rows summing to one.
-    reg_covar: added to every variance.
+    reg_covar: added to every variance (the covariances' diagonal).
+    full: full covariances, Sigma_c = sum_i r_ic (m_i - mu_c)(m_i - mu_c)^T
+      / n_c + reg I, instead of their diagonals.
 
   Returns:
-    ``(weights [K], means [K, d], variances [K, d])``, float64.
+    ``(weights [K], means [K, d], variances [K, d])``, or covariances
+    ``[K, d, d]`` where ``full``; float64.
 
   Raises:
     UserError: a component has no responsibility left (it would have no
@@ -80,21 +86,41 @@ def responsibility_moments(points: np.ndarray, responsibilities: np.ndarray,
                     'prior on more rows (VaDE.gmm_examples) or use fewer '
                     'clusters')
   means = r.T @ points / counts[:, None]
+  if full:
+    centred = points[None] - means[:, None]                  # [K, N, d]
+    covariances = np.einsum('nk,kni,knj->kij', r, centred, centred)
+    covariances /= counts[:, None, None]
+    covariances += reg_covar * np.eye(points.shape[1])
+    return counts / counts.sum(), means, covariances
   second = r.T @ np.square(points) / counts[:, None]
   variances = np.maximum(second - np.square(means), 0.0) + reg_covar
   return counts / counts.sum(), means, variances
 
 
-def diagonal_mixture(weights: np.ndarray, means: np.ndarray,
-                     variances: np.ndarray):
-  """A fitted diagonal ``GaussianMixture`` with exactly these parameters."""
+def built_mixture(weights: np.ndarray, means: np.ndarray,
+                  covariances: np.ndarray):
+  """A fitted ``GaussianMixture`` with exactly these parameters.
+
+  ``covariances`` ``[K, d]`` makes a diagonal one, ``[K, d, d]`` a full one.
+  """
   # pylint: disable=g-import-not-at-top
   from sklearn.mixture import GaussianMixture
-  gmm = GaussianMixture(len(weights), covariance_type='diag')
+  covariances = np.asarray(covariances, np.float64)
+  full = covariances.ndim == 3
+  gmm = GaussianMixture(len(weights),
+                        covariance_type='full' if full else 'diag')
   gmm.weights_ = np.asarray(weights, np.float64)
   gmm.means_ = np.asarray(means, np.float64)
-  gmm.covariances_ = np.asarray(variances, np.float64)
-  gmm.precisions_cholesky_ = 1.0 / np.sqrt(gmm.covariances_)
+  gmm.covariances_ = covariances
+  if full:
+    # sklearn's precisions_cholesky_: upper U with U U^T = Sigma^-1, i.e.
+    # U = L^-T for the Cholesky factor L of Sigma.
+    chol = np.linalg.cholesky(covariances)
+    eye = np.eye(covariances.shape[-1])
+    gmm.precisions_cholesky_ = np.stack(
+        [np.linalg.solve(l, eye).T for l in chol])
+  else:
+    gmm.precisions_cholesky_ = 1.0 / np.sqrt(covariances)
   return gmm
 
 
@@ -115,7 +141,8 @@ def umap_embedding(points: np.ndarray, dim: int, seed: int,
 
 
 def manifold_mixture(means: np.ndarray, num_clusters: int, seed: int,
-                     n_neighbors: int = 20, restarts: int = 4, embed=None):
+                     n_neighbors: int = 20, restarts: int = 4, embed=None,
+                     covariance_type: str = 'diag'):
   """The N2D initialisation (see module): latent mixture from UMAP clusters.
 
   Args:
@@ -128,9 +155,10 @@ def manifold_mixture(means: np.ndarray, num_clusters: int, seed: int,
       picks the better partitions, docs/models-vade.md).
     embed: ``(points, dim, seed) -> [N, dim]``; default ``umap_embedding``
       (tests pass a cheaper map).
+    covariance_type: of the latent-space mixture, ``'diag'`` or ``'full'``.
 
   Returns:
-    The diagonal latent-space ``GaussianMixture`` (see module).
+    The latent-space ``GaussianMixture`` (see module).
   """
   # pylint: disable=g-import-not-at-top
   from sklearn.mixture import GaussianMixture
@@ -140,4 +168,5 @@ def manifold_mixture(means: np.ndarray, num_clusters: int, seed: int,
   on_manifold = GaussianMixture(num_clusters, covariance_type='full',
                                 n_init=restarts, random_state=seed)
   responsibilities = on_manifold.fit(embedded).predict_proba(embedded)
-  return diagonal_mixture(*responsibility_moments(means, responsibilities))
+  return built_mixture(*responsibility_moments(
+      means, responsibilities, full=covariance_type == 'full'))

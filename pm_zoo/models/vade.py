@@ -81,26 +81,40 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 def gmm_to_prior_parameters(weights: np.ndarray, means: np.ndarray,
                             variances: np.ndarray):
-  """A fitted diagonal GaussianMixture -> (logits, means, log_stds).
+  """A fitted GaussianMixture -> (logits, means, log_stds, off_diagonal).
 
   Args:
     weights: ``[K]`` mixture weights (``GaussianMixture.weights_``).
     means: ``[K, d]`` (``means_``).
     variances: ``[K, d]`` diagonal variances (``covariances_`` with
-      ``covariance_type='diag'``).
+      ``covariance_type='diag'``), or ``[K, d, d]`` covariances (``'full'``).
 
   Returns:
-    float32 ``logits = log(weights)``, ``means`` and
-    ``log_stds = 0.5 * log(variances)`` (standard deviations, not variances).
+    float32 ``logits = log(weights)``, ``means``, and the prior's scale:
+    diagonal, ``log_stds = 0.5 * log(variances)`` (standard deviations, not
+    variances) and ``off_diagonal = None``; full, the Cholesky factor L of
+    each covariance (Sigma = L L^T) as ``log_stds = log diag(L)`` and
+    ``off_diagonal`` ``[K, d, d]``, L's strictly lower triangle.
   """
   weights = np.asarray(weights, np.float64)
   variances = np.asarray(variances, np.float64)
-  if np.any(variances <= 0) or np.any(weights <= 0):
+  full = variances.ndim == 3
+  diagonal = np.diagonal(variances, axis1=-2, axis2=-1) if full else variances
+  if np.any(diagonal <= 0) or np.any(weights <= 0):
     raise UserError('the fitted GaussianMixture has a zero weight or '
                     'variance: fit it on more rows or raise reg_covar')
-  return (np.log(weights).astype(np.float32),
-          np.asarray(means, np.float32),
-          (0.5 * np.log(variances)).astype(np.float32))
+  logits = np.log(weights).astype(np.float32)
+  means = np.asarray(means, np.float32)
+  if not full:
+    return logits, means, (0.5 * np.log(variances)).astype(np.float32), None
+  try:
+    chol = np.linalg.cholesky(variances)
+  except np.linalg.LinAlgError:
+    raise UserError('a fitted covariance is not positive definite: fit the '
+                    'prior on more rows or raise reg_covar') from None
+  log_stds = np.log(np.diagonal(chol, axis1=-2, axis2=-1))
+  return (logits, means, log_stds.astype(np.float32),
+          np.tril(chol, -1).astype(np.float32))
 
 
 @gin.configurable
@@ -122,6 +136,10 @@ class VaDE(GaussianVAE):
       ``'umap'``, N2D's: clusters of a UMAP embedding of m(x), moment-matched
       back to a diagonal mixture in z (needs ``umap-learn``).
     umap_neighbors: UMAP's ``n_neighbors`` for ``prior_init='umap'``.
+    covariance: of each p(z | c): ``'diag'`` (the VaDE paper's) or
+      ``'full'``, N(mu_c, L_c L_c^T) with L_c lower triangular, stored as
+      ``component_log_stds`` = log diag(L_c) and
+      ``component_scale_off_diagonal`` (its strictly lower part).
     pretrain_denoising: pre-train as a denoising autoencoder on x * b (see
       the module docstring); False: the plain autoencoder.
   """
@@ -139,12 +157,16 @@ class VaDE(GaussianVAE):
                gmm_examples: int = 20000, gmm_seed: int = 0,
                pretrain_denoising: bool = False,
                prior_init: str = 'gmm', umap_neighbors: int = 20,
+               covariance: str = 'diag',
                name: str = 'vade', **kwargs):
     if num_clusters < 1:
       raise UserError(f'VaDE.num_clusters must be >= 1, got {num_clusters}')
     if prior_init not in mixture_init.PRIOR_INITS:
       raise UserError(f'VaDE.prior_init must be one of '
                       f'{mixture_init.PRIOR_INITS}, got {prior_init!r}')
+    if covariance not in ('diag', 'full'):
+      raise UserError("VaDE.covariance must be 'diag' or 'full', got "
+                      f'{covariance!r}')
     super().__init__(feature_shape, latent_dim=latent_dim,
                      encoder_network=encoder_network,
                      decoder_network=decoder_network,
@@ -156,6 +178,7 @@ class VaDE(GaussianVAE):
     self.pretrain_denoising = bool(pretrain_denoising)
     self.prior_init = prior_init
     self.umap_neighbors = int(umap_neighbors)
+    self.covariance = covariance
     k, d = self.num_clusters, self.latent_dim
     self.mixture_logits = self.add_weight(
         name='mixture_logits', shape=[k], initializer='zeros')
@@ -164,18 +187,37 @@ class VaDE(GaussianVAE):
         initializer=keras.initializers.RandomNormal(stddev=1.0, seed=gmm_seed))
     self.component_log_stds = self.add_weight(
         name='component_log_stds', shape=[k, d], initializer='zeros')
+    self.component_scale_off_diagonal = None
+    if covariance == 'full':
+      self.component_scale_off_diagonal = self.add_weight(
+          name='component_scale_off_diagonal', shape=[k, d, d],
+          initializer='zeros')
 
   # ----------------------------------------------------------- the prior
   @property
   def prior_variables(self):
-    return [self.mixture_logits, self.component_means,
-            self.component_log_stds]
+    variables = [self.mixture_logits, self.component_means,
+                 self.component_log_stds]
+    if self.component_scale_off_diagonal is not None:
+      variables.append(self.component_scale_off_diagonal)
+    return variables
+
+  def component_scale_tril(self) -> tf.Tensor:
+    """L_c ``[K, d, d]``: diag(exp(log_stds)) + the strict lower triangle."""
+    scale = tf.linalg.diag(tf.exp(self.component_log_stds))
+    if self.component_scale_off_diagonal is not None:
+      scale += tf.linalg.band_part(self.component_scale_off_diagonal, -1, 0)
+      scale -= tf.linalg.band_part(self.component_scale_off_diagonal, 0, 0)
+    return scale
 
   def components(self) -> tfd.Distribution:
     """p(z | c) for every c: batch ``[K]``, event ``[d]``."""
-    return tfd.MultivariateNormalDiag(
-        loc=self.component_means,
-        scale_diag=tf.exp(self.component_log_stds))
+    if self.component_scale_off_diagonal is None:
+      return tfd.MultivariateNormalDiag(
+          loc=self.component_means,
+          scale_diag=tf.exp(self.component_log_stds))
+    return tfd.MultivariateNormalTriL(loc=self.component_means,
+                                      scale_tril=self.component_scale_tril())
 
   def prior(self) -> tfd.Distribution:
     """p(z) = sum_c pi_c N(z; mu_c, sigma_c^2), event ``[d]``."""
@@ -194,10 +236,18 @@ class VaDE(GaussianVAE):
     """p(c | z) = softmax(log pi + log N(z; mu_c, sigma_c^2)): ``[..., K]``."""
     return tf.exp(self.cluster_log_probs(z))
 
-  def set_prior(self, logits, means, log_stds) -> None:
+  def set_prior(self, logits, means, log_stds, off_diagonal=None) -> None:
+    """Assigns ``gmm_to_prior_parameters``' output (see there)."""
+    full = self.component_scale_off_diagonal is not None
+    if full != (off_diagonal is not None):
+      raise UserError(f'a VaDE with covariance={self.covariance!r} needs a '
+                      f'{"full" if full else "diagonal"} mixture to start '
+                      'from')
     self.mixture_logits.assign(logits)
     self.component_means.assign(means)
     self.component_log_stds.assign(log_stds)
+    if full:
+      self.component_scale_off_diagonal.assign(np.tril(off_diagonal, -1))
 
   # ----------------------------------------------------------- the ELBO
   def training_terms(self, x, kl_weight, training=True, noise=None,
@@ -216,13 +266,7 @@ class VaDE(GaussianVAE):
     log_likelihood = self.decode(z, training=training).log_prob(x)
     log_gamma = self.cluster_log_probs(z)                      # [B, K]
     gamma = tf.exp(log_gamma)
-    mu_c = self.component_means                                # [K, d]
-    log_sc = self.component_log_stds
-    # KL(N(m, s^2) || N(mu_c, sigma_c^2)) for every c: [B, K].
-    kl_c = tf.reduce_sum(
-        log_sc - tf.math.log(s)[:, None, :]
-        + (tf.square(s)[:, None, :] + tf.square(m[:, None, :] - mu_c))
-        / (2.0 * tf.exp(2.0 * log_sc)) - 0.5, axis=-1)
+    kl_c = self.component_kls(m, s)                            # [B, K]
     log_pi = tf.nn.log_softmax(self.mixture_logits)
     kl_z = tf.reduce_sum(gamma * kl_c, axis=-1)
     kl_cat = tf.reduce_sum(gamma * (log_gamma - log_pi), axis=-1)
@@ -232,6 +276,34 @@ class VaDE(GaussianVAE):
         scalars={'elbo': log_likelihood - kl, 'log_likelihood': log_likelihood,
                  'kl': kl, 'kl_cluster': kl_cat},
         target=z, posterior=posterior)
+
+  def component_kls(self, m: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+    """KL(N(m, diag s^2) || p(z | c)) for every c: ``[B, K]``.
+
+    For ``m, s [B, d]``. Diagonal components:
+      sum_j [log sigma_cj - log s_j + (s_j^2 + (m_j - mu_cj)^2)
+             / (2 sigma_cj^2) - 1/2];
+    full, Sigma_c = L_c L_c^T:
+      sum_j log L_c,jj - sum_j log s_j
+      + (||L_c^-1 diag(s)||_F^2 + ||L_c^-1 (m - mu_c)||^2 - d) / 2.
+    """
+    mu_c = self.component_means                                # [K, d]
+    log_sc = self.component_log_stds
+    if self.component_scale_off_diagonal is None:
+      return tf.reduce_sum(
+          log_sc - tf.math.log(s)[:, None, :]
+          + (tf.square(s)[:, None, :] + tf.square(m[:, None, :] - mu_c))
+          / (2.0 * tf.exp(2.0 * log_sc)) - 0.5, axis=-1)
+    d = self.latent_dim
+    inverse = tf.linalg.triangular_solve(                      # [K, d, d]
+        self.component_scale_tril(), tf.eye(d, batch_shape=[self.num_clusters]))
+    trace = tf.reduce_sum(                                     # [B, K]
+        tf.square(inverse[None] * s[:, None, None, :]), axis=[-2, -1])
+    offset = tf.einsum('kij,bkj->bki', inverse, m[:, None, :] - mu_c)
+    mahalanobis = tf.reduce_sum(tf.square(offset), axis=-1)    # [B, K]
+    return (tf.reduce_sum(log_sc, -1)[None]
+            - tf.reduce_sum(tf.math.log(s), -1)[:, None]
+            + 0.5 * (trace + mahalanobis - d))
 
   # ----------------------------------------------------------- stages
   def stage_terms(self, stage, x, kl_weight, training=True, noise=None,
@@ -290,9 +362,11 @@ class VaDE(GaussianVAE):
                       f'training rows to fit its prior, got {len(means)}')
     if self.prior_init == 'umap':
       gmm = mixture_init.manifold_mixture(means, self.num_clusters, seed,
-                                          n_neighbors=self.umap_neighbors)
+                                          n_neighbors=self.umap_neighbors,
+                                          covariance_type=self.covariance)
     else:
-      gmm = mixture_init.fit_gaussian_mixture(means, self.num_clusters, seed)
+      gmm = mixture_init.fit_gaussian_mixture(means, self.num_clusters, seed,
+                                              self.covariance)
     return gmm, rows, means
 
   def fit_prior(self, train_x: np.ndarray) -> None:
