@@ -331,3 +331,25 @@ def test_eval_curve_logs_cluster_accuracy_from_the_elbo_stage_on(tmp_path):
   assert last == pytest.approx(clustering.hungarian_accuracy(
       splits.test_labels, probabilities.argmax(-1)), abs=1e-9)
   assert 0.0 < last <= 1.0
+
+
+def test_a_diagonal_run_warm_starts_a_full_covariance_stage(tmp_path):
+  """Both kinds checkpoint the same variables (the off-diagonal untrained)."""
+  from pm_zoo.training import trainer  # pylint: disable=g-import-not-at-top
+  diagonal = _vade()
+  assert not any('off_diagonal' in v.name
+                 for v in diagonal.trainable_variables)
+  for v in diagonal.weights:   # trained weights differ from a fresh model's
+    v.assign_add(tf.ones_like(v))
+  prefix = tf.train.Checkpoint(model=tf.train.Checkpoint(vae=diagonal)).save(
+      str(tmp_path / 'ckpt'))
+
+  class Holder:
+    vae = _vade(covariance='full')
+
+  trainer.restore_vae(Holder, prefix)
+  assert len(diagonal.weights) == len(Holder.vae.weights)
+  for a, b in zip(diagonal.weights, Holder.vae.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert any('off_diagonal' in v.name
+             for v in Holder.vae.trainable_variables)

@@ -139,7 +139,9 @@ class VaDE(GaussianVAE):
     covariance: of each p(z | c): ``'diag'`` (the VaDE paper's) or
       ``'full'``, N(mu_c, L_c L_c^T) with L_c lower triangular, stored as
       ``component_log_stds`` = log diag(L_c) and
-      ``component_scale_off_diagonal`` (its strictly lower part).
+      ``component_scale_off_diagonal`` (its strictly lower part; a diagonal
+      VaDE keeps that variable untrained, so runs of either kind warm-start
+      each other).
     pretrain_denoising: pre-train as a denoising autoencoder on x * b (see
       the module docstring); False: the plain autoencoder.
   """
@@ -187,32 +189,37 @@ class VaDE(GaussianVAE):
         initializer=keras.initializers.RandomNormal(stddev=1.0, seed=gmm_seed))
     self.component_log_stds = self.add_weight(
         name='component_log_stds', shape=[k, d], initializer='zeros')
-    self.component_scale_off_diagonal = None
-    if covariance == 'full':
-      self.component_scale_off_diagonal = self.add_weight(
-          name='component_scale_off_diagonal', shape=[k, d, d],
-          initializer='zeros')
+    # Kept (not trained) by a diagonal VaDE too, so that every VaDE
+    # checkpoint has it and a stage may switch to covariance='full'
+    # (e.g. a diagonal pre-training run warm-starts a full ELBO stage).
+    self.component_scale_off_diagonal = self.add_weight(
+        name='component_scale_off_diagonal', shape=[k, d, d],
+        initializer='zeros', trainable=covariance == 'full')
 
   # ----------------------------------------------------------- the prior
   @property
   def prior_variables(self):
     variables = [self.mixture_logits, self.component_means,
                  self.component_log_stds]
-    if self.component_scale_off_diagonal is not None:
+    if self.full_covariance:
       variables.append(self.component_scale_off_diagonal)
     return variables
+
+  @property
+  def full_covariance(self) -> bool:
+    return self.covariance == 'full'
 
   def component_scale_tril(self) -> tf.Tensor:
     """L_c ``[K, d, d]``: diag(exp(log_stds)) + the strict lower triangle."""
     scale = tf.linalg.diag(tf.exp(self.component_log_stds))
-    if self.component_scale_off_diagonal is not None:
+    if self.full_covariance:
       scale += tf.linalg.band_part(self.component_scale_off_diagonal, -1, 0)
       scale -= tf.linalg.band_part(self.component_scale_off_diagonal, 0, 0)
     return scale
 
   def components(self) -> tfd.Distribution:
     """p(z | c) for every c: batch ``[K]``, event ``[d]``."""
-    if self.component_scale_off_diagonal is None:
+    if not self.full_covariance:
       return tfd.MultivariateNormalDiag(
           loc=self.component_means,
           scale_diag=tf.exp(self.component_log_stds))
@@ -238,7 +245,7 @@ class VaDE(GaussianVAE):
 
   def set_prior(self, logits, means, log_stds, off_diagonal=None) -> None:
     """Assigns ``gmm_to_prior_parameters``' output (see there)."""
-    full = self.component_scale_off_diagonal is not None
+    full = self.full_covariance
     if full != (off_diagonal is not None):
       raise UserError(f'a VaDE with covariance={self.covariance!r} needs a '
                       f'{"full" if full else "diagonal"} mixture to start '
@@ -289,7 +296,7 @@ class VaDE(GaussianVAE):
     """
     mu_c = self.component_means                                # [K, d]
     log_sc = self.component_log_stds
-    if self.component_scale_off_diagonal is None:
+    if not self.full_covariance:
       return tf.reduce_sum(
           log_sc - tf.math.log(s)[:, None, :]
           + (tf.square(s)[:, None, :] + tf.square(m[:, None, :] - mu_c))
