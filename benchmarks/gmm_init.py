@@ -11,7 +11,8 @@ pre-training run (or any VaDE run), and scores each against the labels:
   python -m benchmarks.gmm_init --model_dir=runs/vade_mlp/pretrain \
       --seeds=8 --output=runs/vade_mlp/gmm_init.json
 
-(``--prior_init=umap`` sweeps N2D's initialisation instead, ``mixture_init``.)
+(``--prior_init=umap`` sweeps N2D's initialisation instead, ``mixture_init``;
+``--covariance=full`` fits full-covariance mixtures.)
 
 Per seed: the mean log-likelihood per row of the rows it was fitted on (what
 a user without labels can see) and the Hungarian accuracy, NMI and ARI of
@@ -33,6 +34,9 @@ flags.DEFINE_string('model_dir', None, 'A VaDE run (e.g. stage 1, pretrain).')
 flags.DEFINE_integer('seeds', 8, 'gmm_seed values 0 .. seeds - 1.')
 flags.DEFINE_enum('prior_init', None, ['gmm', 'umap'],
                   "VaDE.prior_init to sweep (default: the run's own).")
+flags.DEFINE_enum('covariance', None, ['diag', 'full'],
+                  "VaDE.covariance of the fitted mixtures (default: the "
+                  "run's own).")
 flags.DEFINE_integer('test_examples', 10000, 'First N test images scored.')
 flags.DEFINE_string('output', None, 'JSON of the results.')
 FLAGS = flags.FLAGS
@@ -91,6 +95,8 @@ def run():
       FLAGS.model_dir, 'benchmarks.gmm_init')
   if FLAGS.prior_init:
     model.vae.prior_init = FLAGS.prior_init
+  if FLAGS.covariance:
+    model.vae.covariance = FLAGS.covariance
   n = min(len(splits.test), FLAGS.test_examples)
   rows = sweep(model.vae, splits.train, splits.test[:n],
                np.asarray(splits.test_labels[:n]), FLAGS.seeds)
@@ -98,9 +104,11 @@ def run():
   result = {'dataset': splits.name, 'model_dir': FLAGS.model_dir,
             'step': step, 'test_examples': n,
             'num_clusters': model.vae.num_clusters,
-            'prior_init': model.vae.prior_init, 'seeds': rows,
+            'prior_init': model.vae.prior_init,
+            'covariance': model.vae.covariance, 'seeds': rows,
             'summary': summary}
   header = (f'{splits.name}, prior_init={model.vae.prior_init!r}, '
+            f'covariance={model.vae.covariance!r}, '
             f'{model.vae.num_clusters} components on '
             f'{rows[0]["fit_rows"]} latent means of {FLAGS.model_dir} (step '
             f'{step}); scored on {n} test images')

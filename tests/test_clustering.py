@@ -175,13 +175,14 @@ def test_pm_cluster_on_tiny_images(tmp_path):
   proc = subprocess.run(
       [sys.executable, '-m', 'benchmarks.gmm_init',
        f"--model_dir={tmp_path / 'pretrain'}", '--seeds=2',
-       '--prior_init=umap',
+       '--prior_init=umap', '--covariance=full',
        '--test_examples=40', f'--output={output}'],
       capture_output=True, text=True, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-2000:]
   sweep = json.load(open(output))
   assert [r['seed'] for r in sweep['seeds']] == [0, 1]
   assert sweep['prior_init'] == 'umap' and "prior_init='umap'" in proc.stdout
+  assert sweep['covariance'] == 'full'
   assert all(0 < r['accuracy'] <= 1 and np.isfinite(r['log_likelihood'])
              for r in sweep['seeds'])
   assert sweep['summary']['highest_likelihood_seed'] in (0, 1)

@@ -353,3 +353,13 @@ def test_a_diagonal_run_warm_starts_a_full_covariance_stage(tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
   assert any('off_diagonal' in v.name
              for v in Holder.vae.trainable_variables)
+  # The other way round is refused: a diagonal stage would drop L's
+  # off-diagonal part.
+  Holder.vae.component_scale_off_diagonal.assign(
+      tf.ones_like(Holder.vae.component_scale_off_diagonal))
+  full_prefix = tf.train.Checkpoint(
+      model=tf.train.Checkpoint(vae=Holder.vae)).save(str(tmp_path / 'full'))
+  Holder.vae = _vade()
+  trainer.restore_vae(Holder, full_prefix)
+  with pytest.raises(UserError, match="covariance = 'full' in this stage"):
+    Holder.vae.begin_stage('partial', np.zeros([4, 4], np.float32))

@@ -341,7 +341,18 @@ class VaDE(GaussianVAE):
     return super().stage_variables(stage)
 
   def begin_stage(self, stage: str, train_x: np.ndarray) -> None:
-    """Before the ELBO stage's first step: the GMM initialisation."""
+    """Before a stage's first step: the check below; for the ELBO stage,
+    the mixture initialisation.
+
+    A diagonal VaDE warm-started from a ``covariance='full'`` run would
+    ignore the restored off-diagonal scales and cluster with the wrong
+    prior: that is refused.
+    """
+    if (not self.full_covariance
+        and np.any(self.component_scale_off_diagonal.numpy() != 0)):
+      raise UserError("the VAE checkpoint was trained with VaDE.covariance="
+                      "'full': bind VaDE.covariance = 'full' in this stage "
+                      'too')
     if stage in ('vae', 'joint'):
       self.fit_prior(train_x)
 
