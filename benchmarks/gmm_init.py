@@ -29,12 +29,13 @@ import numpy as np
 
 from benchmarks import common
 from pm_zoo.errors import UserError
+from pm_zoo.models import mixture_init
 
 flags.DEFINE_string('model_dir', None, 'A VaDE run (e.g. stage 1, pretrain).')
 flags.DEFINE_integer('seeds', 8, 'gmm_seed values 0 .. seeds - 1.')
-flags.DEFINE_enum('prior_init', None, ['gmm', 'umap'],
+flags.DEFINE_enum('prior_init', None, list(mixture_init.PRIOR_INITS),
                   "VaDE.prior_init to sweep (default: the run's own).")
-flags.DEFINE_enum('covariance', None, ['diag', 'full'],
+flags.DEFINE_enum('covariance', None, list(mixture_init.COVARIANCES),
                   "VaDE.covariance of the fitted mixtures (default: the "
                   "run's own).")
 flags.DEFINE_integer('test_examples', 10000, 'First N test images scored.')

@@ -25,6 +25,23 @@ def _vade(d=2, k=3, features=4, **kwargs):
   return model
 
 
+def assert_prior_is_the_gmms(model, gmm, points):
+  """The VaDE's prior has the fitted GMM's density and responsibilities."""
+  np.testing.assert_allclose(
+      model.prior().log_prob(points.astype(np.float32)).numpy(),
+      gmm.score_samples(points), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+      model.cluster_probabilities(points.astype(np.float32)).numpy(),
+      gmm.predict_proba(points), atol=1e-4)
+
+
+def assert_scales_make_the_covariances(model, covariances):
+  """L_c L_c^T of a covariance='full' VaDE equals ``covariances``."""
+  scale = model.component_scale_tril().numpy()
+  np.testing.assert_allclose(scale @ np.swapaxes(scale, -1, -2),
+                             covariances, rtol=1e-4, atol=1e-5)
+
+
 def test_gmm_variances_become_log_standard_deviations():
   """The prior built from a fitted GMM has the GMM's density (not exp(var))."""
   from sklearn.mixture import GaussianMixture
@@ -39,13 +56,8 @@ def test_gmm_variances_become_log_standard_deviations():
                              rtol=1e-5)
   model = _vade(d=2, k=2)
   model.set_prior(logits, means, log_stds)
-  np.testing.assert_allclose(
-      model.prior().log_prob(points.astype(np.float32)).numpy(),
-      gmm.score_samples(points), rtol=1e-4, atol=1e-4)
-  # The cluster posterior is the GMM's responsibility.
-  np.testing.assert_allclose(
-      model.cluster_probabilities(points.astype(np.float32)).numpy(),
-      gmm.predict_proba(points), atol=1e-4)
+  # The density, and the cluster posterior is the GMM's responsibility.
+  assert_prior_is_the_gmms(model, gmm, points)
   with pytest.raises(UserError):
     vade_lib.gmm_to_prior_parameters([0.5, 0.5], means, np.zeros([2, 2]))
 
@@ -61,15 +73,8 @@ def test_full_covariance_prior_has_the_full_gmms_density():
   model = _vade(d=2, k=2, covariance='full')
   model.set_prior(*vade_lib.gmm_to_prior_parameters(
       gmm.weights_, gmm.means_, gmm.covariances_))
-  scale = model.component_scale_tril().numpy()
-  np.testing.assert_allclose(scale @ np.swapaxes(scale, -1, -2),
-                             gmm.covariances_, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(
-      model.prior().log_prob(points.astype(np.float32)).numpy(),
-      gmm.score_samples(points), rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(
-      model.cluster_probabilities(points.astype(np.float32)).numpy(),
-      gmm.predict_proba(points), atol=1e-4)
+  assert_scales_make_the_covariances(model, gmm.covariances_)
+  assert_prior_is_the_gmms(model, gmm, points)
   diagonal = vade_lib.gmm_to_prior_parameters([0.5, 0.5], gmm.means_,
                                               np.ones([2, 2]))
   with pytest.raises(UserError, match='full'):

@@ -1,12 +1,12 @@
-r"""Where VaDE's mixture prior starts: a diagonal Gaussian mixture over m(x).
+r"""Where VaDE's mixture prior starts: a Gaussian mixture over m(x).
 
 VaDE's ELBO stage keeps, on MNIST, nearly the partition of the latent means
 m(x) [N, d] that its initial mixture makes (docs/models-vade.md), so the
 initialisation decides the accuracy. Two ways to make it
 (``VaDE.prior_init``):
 
-``'gmm'`` (the VaDE paper): a diagonal ``GaussianMixture`` fitted to m(x)
-  by EM (``fit_gaussian_mixture``).
+``'gmm'`` (the VaDE paper): a ``GaussianMixture`` fitted to m(x) by EM
+  (``fit_gaussian_mixture``; diagonal in the paper).
 
 ``'umap'`` (N2D: McConville et al. 2020, "N2D: (Not Too) Deep Clustering
   via Clustering the Local Manifold of an Autoencoded Embedding"): the
@@ -14,11 +14,12 @@ initialisation decides the accuracy. Two ways to make it
   cluster, on its local manifold: UMAP maps m(x) to e(x) [N, K]
   (``n_neighbors`` 20, ``min_dist`` 0), a full-covariance
   ``GaussianMixture`` on e(x) gives responsibilities r [N, K], and the
-  latent-space prior is the diagonal mixture with those responsibilities,
-  one M-step in z (``responsibility_moments``):
+  latent-space prior is the mixture with those responsibilities, one M-step
+  in z (``responsibility_moments``):
 
     n_c = sum_i r_ic,   pi_c = n_c / N,   mu_c = sum_i r_ic m_i / n_c,
-    sigma_c^2 = sum_i r_ic m_i^2 / n_c - mu_c^2 + reg.
+    sigma_c^2 = sum_i r_ic m_i^2 / n_c - mu_c^2 + reg      (diagonal),
+    Sigma_c = sum_i r_ic (m_i - mu_c)(m_i - mu_c)^T / n_c + reg I  (full).
 
   No EM in z follows: EM there drifts back to the partition the ``'gmm'``
   way finds.
@@ -35,6 +36,7 @@ import numpy as np
 from pm_zoo.errors import UserError
 
 PRIOR_INITS = ('gmm', 'umap')
+COVARIANCES = ('diag', 'full')
 
 
 def fit_gaussian_mixture(means: np.ndarray, num_clusters: int, seed: int,

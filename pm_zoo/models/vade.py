@@ -134,7 +134,8 @@ class VaDE(GaussianVAE):
     prior_init: how the initial mixture is found (``mixture_init``):
       ``'gmm'``, the VaDE paper's diagonal GaussianMixture on m(x), or
       ``'umap'``, N2D's: clusters of a UMAP embedding of m(x), moment-matched
-      back to a diagonal mixture in z (needs ``umap-learn``).
+      back to a mixture in z (needs ``umap-learn``).
+      Either is fitted with ``covariance``'s components.
     umap_neighbors: UMAP's ``n_neighbors`` for ``prior_init='umap'``.
     covariance: of each p(z | c): ``'diag'`` (the VaDE paper's) or
       ``'full'``, N(mu_c, L_c L_c^T) with L_c lower triangular, stored as
@@ -166,7 +167,7 @@ class VaDE(GaussianVAE):
     if prior_init not in mixture_init.PRIOR_INITS:
       raise UserError(f'VaDE.prior_init must be one of '
                       f'{mixture_init.PRIOR_INITS}, got {prior_init!r}')
-    if covariance not in ('diag', 'full'):
+    if covariance not in mixture_init.COVARIANCES:
       raise UserError("VaDE.covariance must be 'diag' or 'full', got "
                       f'{covariance!r}')
     super().__init__(feature_shape, latent_dim=latent_dim,
@@ -211,11 +212,10 @@ class VaDE(GaussianVAE):
 
   def component_scale_tril(self) -> tf.Tensor:
     """L_c ``[K, d, d]``: diag(exp(log_stds)) + the strict lower triangle."""
-    scale = tf.linalg.diag(tf.exp(self.component_log_stds))
-    if self.full_covariance:
-      scale += tf.linalg.band_part(self.component_scale_off_diagonal, -1, 0)
-      scale -= tf.linalg.band_part(self.component_scale_off_diagonal, 0, 0)
-    return scale
+    lower = (tf.linalg.band_part(self.component_scale_off_diagonal, -1, 0)
+             if self.full_covariance
+             else tf.zeros_like(self.component_scale_off_diagonal))
+    return tf.linalg.set_diag(lower, tf.exp(self.component_log_stds))
 
   def components(self) -> tfd.Distribution:
     """p(z | c) for every c: batch ``[K]``, event ``[d]``."""
@@ -254,7 +254,7 @@ class VaDE(GaussianVAE):
     self.component_means.assign(means)
     self.component_log_stds.assign(log_stds)
     if full:
-      self.component_scale_off_diagonal.assign(np.tril(off_diagonal, -1))
+      self.component_scale_off_diagonal.assign(off_diagonal)
 
   # ----------------------------------------------------------- the ELBO
   def training_terms(self, x, kl_weight, training=True, noise=None,
@@ -366,8 +366,8 @@ class VaDE(GaussianVAE):
     """The GaussianMixture stage 2 starts from, and the latent means it fits.
 
     ``gmm_examples`` training rows drawn with ``seed`` (default
-    ``gmm_seed``), encoded to their means m(x) ``[n, d]``; the diagonal
-    latent-space GaussianMixture that ``prior_init`` makes of them with
+    ``gmm_seed``), encoded to their means m(x) ``[n, d]``; the
+    latent-space GaussianMixture (of ``covariance``'s kind) that ``prior_init`` makes of them with
     ``random_state=seed`` (``mixture_init.fit_gaussian_mixture`` or
     ``mixture_init.manifold_mixture``). Returns ``(gmm, rows, means)``.
     """
