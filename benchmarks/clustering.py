@@ -10,6 +10,10 @@ scores, at every observed fraction p (per-pixel Bernoulli(p) masks, p in
 sees the same masks, ``tasks.clustering.bernoulli_masks``):
 
   PM-VaDE              argmax of (1/S) sum_s p(c | z_s), z_s ~ q_theta(z | x_o)
+  PM-VaDE (importance-weighted)
+                       the same draws weighted by p(x_o | z_s) p(z_s) /
+                       q_theta(z_s | x_o), self-normalised (``--weightings``;
+                       tasks/clustering.py)
   supervised baseline  the masked classifier over concat(x * b, b) trained on
                        the VaDE's full-observation clusters (the run's own
                        baseline/ if pm-cluster trained one with the same
@@ -34,6 +38,7 @@ mean-imputed (standardised) test table:
       --missing=0.3 --steps=3000 --output=runs/wine_clustering.json
 """
 import csv
+import functools
 import os
 import time
 
@@ -50,6 +55,8 @@ flags.DEFINE_integer('max_examples', 1000, 'First N test rows (images).')
 flags.DEFINE_integer('fractions', 21, 'Observed fractions from 0 to 1.')
 flags.DEFINE_integer('trials', 5, 'Mask draws per fraction.')
 flags.DEFINE_integer('num_samples', 20, 'S draws of q_theta(z | x_o).')
+flags.DEFINE_list('weightings', ['mean', 'importance'], 'PM-VaDE rows: how '
+                  'the S draws become p(c | x_o) (tasks.clustering.WEIGHTINGS).')
 flags.DEFINE_integer('baseline_steps', 1000, 'Steps of the supervised '
                      'baseline (0: leave it out).')
 flags.DEFINE_integer('fit_examples', 10000, 'Training rows k-means and the '
@@ -91,6 +98,15 @@ def mean_imputed_methods(train_x, k, seed, fit_examples):
           'GMM (mean-imputed)': lambda x, m: gmm.predict(imputed(x, m))}
 
 
+def pm_row_name(weighting):
+  return 'PM-VaDE' if weighting == 'mean' else f'PM-VaDE ({weighting}-weighted)'
+
+
+def pm_clusters(clusterer, config, weighting, x, mask):
+  return clusterer.probabilities(x, mask, config.num_samples, config.seed,
+                                 weighting).argmax(-1)
+
+
 def image_benchmark():
   # pylint: disable=g-import-not-at-top
   from pm_zoo.tasks import clustering
@@ -106,8 +122,9 @@ def image_benchmark():
   clusterer = clustering.Clusterer(model, config.batch_size)
   k = clusterer.num_clusters
   full = clusterer.full_probabilities(x, config.num_samples, config.seed)
-  methods = {'PM-VaDE': lambda xs, m: clusterer.probabilities(
-      xs, m, config.num_samples, config.seed).argmax(-1)}
+  methods = {pm_row_name(w): functools.partial(
+      pm_clusters, clusterer, config, clustering.check_weighting(w))
+             for w in FLAGS.weightings}
   if FLAGS.baseline_steps:
     classifier = clustering.baseline_for_run(
         model, clusterer, splits.train, FLAGS.model_dir, config,

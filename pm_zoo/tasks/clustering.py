@@ -6,8 +6,17 @@ observed features alone:
 
   p(c | x_o) ~= (1/S) sum_s p(c | z_s),   z_s ~ q_theta(z | x_o),
 
-and the cluster is ``argmax_c``. With everything observed the VaDE itself
-assigns ``(1/S) sum_s p(c | z_s)``, z_s ~ q_psi(z | x).
+and the cluster is ``argmax_c`` (``weighting='mean'``, the paper's). With
+``weighting='importance'`` the same draws are self-normalised importance
+samples of the VaDE's own posterior p(z | x_o) (``likelihood.
+importance_samples``):
+
+  p(c | x_o) ~= sum_s w_s p(c | z_s),  w = softmax_s(log p(x_o | z_s)
+                + log p(z_s) - log q_theta(z_s | x_o)),
+
+consistent for the generative model's p(c | x_o) as S grows, whatever
+q_theta's errors, at the cost of decoding the S draws. With everything
+observed the VaDE itself assigns ``(1/S) sum_s p(c | z_s)``, z_s ~ q_psi(z | x).
 
 Scores against labels (clusters are unordered): accuracy after the
 Hungarian matching of clusters to labels (``linear_sum_assignment`` on the
@@ -38,8 +47,18 @@ from pm_zoo import run_dir
 from pm_zoo.errors import UserError
 from pm_zoo.keras_api import keras
 from pm_zoo.models import base
+from pm_zoo.tasks import likelihood
 
 CLUSTERING_JSON = 'clustering.json'
+# How S draws of q_theta(z | x_o) become p(c | x_o) (module docstring).
+WEIGHTINGS = ('mean', 'importance')
+
+
+def check_weighting(weighting: str) -> str:
+  if weighting not in WEIGHTINGS:
+    raise UserError(f'weighting must be one of {WEIGHTINGS}, got '
+                    f'{weighting!r}')
+  return weighting
 
 
 @gin.configurable
@@ -51,6 +70,8 @@ class ClusterConfig:
     fractions: number of observed fractions p, evenly from 0 to 1.
     trials: Bernoulli mask draws per fraction.
     num_samples: S draws of z per row averaged into p(c | x_o).
+    weighting: 'mean' (the paper's average of p(c | z_s)) or 'importance'
+      (self-normalised importance weights; module docstring).
     max_examples: the first N test rows (None: all).
     batch_size: rows per compiled call.
     seed: seed of the masks (trial t of fraction i: ``[seed + t, i]``).
@@ -61,6 +82,7 @@ class ClusterConfig:
   fractions: int = 21
   trials: int = 5
   num_samples: int = 50
+  weighting: str = 'mean'
   max_examples: Optional[int] = None
   batch_size: int = 250
   seed: int = 0
@@ -74,6 +96,7 @@ class ClusterConfig:
       if int(getattr(self, name)) < 1:
         raise UserError(f'ClusterConfig.{name} must be >= 1, got '
                         f'{getattr(self, name)}')
+    check_weighting(self.weighting)
 
   @property
   def observed_fractions(self) -> np.ndarray:
@@ -132,6 +155,7 @@ class Clusterer:
     self.model = model
     self.batch_size = int(batch_size)
     self._partial = tf.function(self._partial_batch)
+    self._importance = tf.function(self._importance_batch)
     self._full = tf.function(self._full_batch)
 
   @property
@@ -143,6 +167,13 @@ class Clusterer:
     posterior = self.model.partial_encoder(x, mask, training=False)
     z = posterior.sample(num_samples, seed=seed)           # [S, B, d]
     return tf.reduce_mean(self.model.vae.cluster_probabilities(z), axis=0)
+
+  def _importance_batch(self, x, mask, num_samples, seed):
+    z, log_w = likelihood.importance_samples(
+        self.model, likelihood.OBSERVED, x, mask, num_samples, seed)
+    weights = tf.nn.softmax(log_w, axis=0)                 # [S, B]
+    probs = self.model.vae.cluster_probabilities(z)        # [S, B, K]
+    return tf.einsum('sb,sbk->bk', weights, probs)
 
   def _full_batch(self, x, num_samples, seed):
     posterior = self.model.vae.encode(x, training=False)
@@ -160,12 +191,31 @@ class Clusterer:
                                                     np.float32)
 
   def probabilities(self, x: np.ndarray, mask: np.ndarray,
-                    num_samples: int = 50, seed: int = 0) -> np.ndarray:
-    """p(c | x_o) ``[N, K]``, averaged over S draws of q_theta(z | x_o)."""
+                    num_samples: int = 50, seed: int = 0,
+                    weighting: str = 'mean') -> np.ndarray:
+    """p(c | x_o) ``[N, K]`` from S draws of q_theta(z | x_o).
+
+    ``weighting``: 'mean' averages p(c | z_s); 'importance' weights the
+    draws by p(x_o | z_s) p(z_s) / q_theta(z_s | x_o), self-normalised
+    (needs a family with ``MARGINAL_LIKELIHOOD``).
+    """
+    if check_weighting(weighting) == 'importance':
+      self.model.vae.require(base.MARGINAL_LIKELIHOOD,
+                             'importance-weighted clustering')
+      fn = self._importance
+    else:
+      fn = self._partial
     x = np.asarray(x, np.float32)
     mask = np.broadcast_to(np.asarray(mask, np.float32), x.shape)
-    return self._batched(self._partial, (np.where(mask > 0, x, 0.0), mask),
-                         num_samples, seed)
+    probs = self._batched(fn, (np.where(mask > 0, x, 0.0), mask),
+                          num_samples, seed)
+    bad = ~np.isfinite(probs).all(axis=-1)
+    if bad.any():
+      raise UserError(
+          f'cluster probabilities are not finite for {int(bad.sum())} rows: '
+          'the decoder gives no finite log p(x_o | z) there; check that x is '
+          'scaled like the training data')
+    return probs
 
   def full_probabilities(self, x: np.ndarray, num_samples: int = 50,
                          seed: int = 0) -> np.ndarray:
@@ -338,13 +388,14 @@ def save_accuracy_figure(path: str, curves: Dict, title: str = '') -> str:
 def format_table(curves: Dict, metric: str = 'accuracy') -> str:
   """A fixed-width table: one row per fraction, one column per method."""
   names = list(curves['methods'])
-  head = 'p_obs  ' + '  '.join(f'{n:>18s}' for n in names)
+  widths = [max(18, len(n)) for n in names]
+  head = 'p_obs  ' + '  '.join(f'{n:>{w}s}' for n, w in zip(names, widths))
   rows = [head]
   for i, p in enumerate(curves['fractions']):
     cells = []
-    for n in names:
+    for n, w in zip(names, widths):
       m = curves['methods'][n][metric]
-      cells.append(f"{m['mean'][i]:>11.4f} ±{m['std'][i]:.4f}")
+      cells.append(f"{m['mean'][i]:.4f} ±{m['std'][i]:.4f}".rjust(w))
     rows.append(f'{p:5.2f}  ' + '  '.join(cells))
   return '\n'.join(rows)
 
@@ -403,13 +454,14 @@ def evaluate_run(model_dir: str, data_path: Optional[str] = None,
   full = clusterer.full_probabilities(x, config.num_samples, config.seed)
   result = {'dataset': splits.name, 'step': step, 'test_examples': n,
             'num_clusters': k, 'num_samples': config.num_samples,
+            'weighting': config.weighting,
             'full_observation_vade': clustering_scores(labels,
                                                        full.argmax(-1))}
   logging.info('VaDE at full observation: %s', result['full_observation_vade'])
 
   def pm(xs, mask):
     return clusterer.probabilities(xs, mask, config.num_samples,
-                                   config.seed).argmax(-1)
+                                   config.seed, config.weighting).argmax(-1)
 
   methods = {'PM-VaDE': pm}
   if config.baseline_steps:

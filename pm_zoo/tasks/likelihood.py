@@ -201,8 +201,23 @@ class ConditionalLikelihood:
     return out
 
 
-def _log_weights(model, marginal, x, mask, num, seed):
-  """log importance weights ``[num, B]`` of one chunk of ``num`` samples."""
+def importance_samples(model, marginal, x, mask, num, seed):
+  """``num`` proposal draws per row and their log importance weights.
+
+  For ``JOINT`` z_k ~ q_psi(z | x) and log w_k = log p(x | z_k) + log p(z_k)
+  - log q_psi(z_k | x); for ``OBSERVED`` z_k ~ q_theta(z | x_o) and log w_k =
+  sum_i b_i log p(x_i | z_k) + log p(z_k) - log q_theta(z_k | x_o).
+
+  Args:
+    model: a Posterior Matching VAE whose base VAE has
+      ``MARGINAL_LIKELIHOOD``.
+    marginal: ``JOINT`` or ``OBSERVED``.
+    x: ``[B, *feature_shape]``; mask: of x's shape, 1 = observed.
+    num: K draws (int or int32 scalar); seed: int32 ``[2]``.
+
+  Returns:
+    ``(z, log_w)``: z ``[K, B, *latent_shape]``, log_w ``[K, B]``.
+  """
   vae = model.vae
   if marginal == JOINT:
     proposal = vae.encode(x, training=False)
@@ -219,7 +234,12 @@ def _log_weights(model, marginal, x, mask, num, seed):
     log_lik = tf.reduce_sum(
         tf.reshape(per_feature, tf.concat([tf.shape(per_feature)[:2], [-1]],
                                           axis=0)), axis=-1)
-  return log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
+  return z, log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
+
+
+def _log_weights(model, marginal, x, mask, num, seed):
+  """log importance weights ``[num, B]`` of one chunk of ``num`` samples."""
+  return importance_samples(model, marginal, x, mask, num, seed)[1]
 
 
 def estimate_log_marginal(model, marginal: int, x, mask, seed, num_samples,
