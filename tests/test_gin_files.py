@@ -63,6 +63,17 @@ def test_vade_mlp_experiments_carry_the_vade_papers_networks():
     assert widths(model.vae.encoder_network) == [500, 500, 2000]
     assert widths(model.vae.decoder_network) == [2000, 500, 500]
     assert model.vae.latent_dim == 10 and model.vae.num_clusters == 10
+  # The dense partial stage: the encoder's trunk over concat(x * b, b).
+  configs.parse(['vade_mnist_mlp_partial_dense.gin'])
+  model = matching.PosteriorMatchingVAE((28, 28, 1))
+  x = tf.zeros([2, 28, 28, 1])
+  model(x, tf.ones_like(x))
+  trunk = model.partial_encoder.network
+  assert [d.units for d in trunk.hidden] == [500, 500, 2000]
+  assert trunk.hidden[0].kernel.shape[0] == 2 * 28 * 28
+  assert type(model.partial_encoder.head).__name__ == (
+      'AutoregressiveGaussianMixture')
+  assert trainer.TrainConfig().objective == 'partial'
 
 
 def test_uci_experiments_carry_the_papers_hyperparameters():
