@@ -77,6 +77,10 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
     pretrain_steps, elbo_steps, partial_steps: steps of the three stages.
     batch_size, learning_rate: training (None: the gin file's).
     num_samples: S draws of q_theta(z | x_o) averaged per row.
+    weighting: 'mean' (the PM paper's plain average of p(c | z_s)) or
+      'importance' (the draws weighted by p(x_o | z_s) p(z_s) /
+      q_theta(z_s | x_o), self-normalised: the VaDE's own p(c | x_o);
+      docs/models-vade.md measures both).
     random_state: int seed of training and of the draws.
     predict_batch_size: rows per model call.
     model_dir: where ``fit`` trains (new or empty); None: a temporary one.
@@ -98,6 +102,7 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
                partial_steps: Optional[int] = None,
                batch_size: Optional[int] = None,
                learning_rate: Optional[float] = None, num_samples: int = 20,
+               weighting: str = 'mean',
                random_state: Optional[int] = 0,
                predict_batch_size: int = 512,
                model_dir: Optional[str] = None,
@@ -111,6 +116,7 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
     self.batch_size = batch_size
     self.learning_rate = learning_rate
     self.num_samples = num_samples
+    self.weighting = weighting
     self.random_state = random_state
     self.predict_batch_size = predict_batch_size
     self.model_dir = model_dir
@@ -147,6 +153,8 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
     import gin
     from pm_zoo import configs
     from pm_zoo import experiment
+    from pm_zoo.tasks import clustering
+    clustering.check_weighting(self.weighting)  # before anything is written
     x = _as_array(X, 'PosteriorMatchingClusterer.fit: X')
     table = x.ndim == 2
     bad = np.isnan(x).reshape(len(x), -1).any(axis=1)
@@ -206,7 +214,8 @@ class PosteriorMatchingClusterer(sklearn_runs.RunBackedEstimator,
     from pm_zoo.serving import module
     partial = os.path.join(model_dir, 'partial')
     serving, step = loading.from_model_dir(partial, module.ServingConfig(
-        num_samples=int(self.num_samples), seed=int(self.random_state or 0)))
+        num_samples=int(self.num_samples), seed=int(self.random_state or 0),
+        cluster_weighting=self.weighting))
     self._serving = serving
     self._cluster = cluster.cluster_function(serving)
     self.model_dir_ = model_dir

@@ -93,15 +93,21 @@ def test_clusterer_fits_predicts_with_missing_values_and_saves(fitted,
     pm_zoo.PosteriorMatchingClusterer(n_clusters=3).fit(holes)
 
 
-def test_cluster_signature_runs_with_tensorflow_alone(fitted, tmp_path):
+@pytest.mark.parametrize('weighting', ['mean', 'importance'])
+def test_cluster_signature_runs_with_tensorflow_alone(fitted, tmp_path,
+                                                      weighting):
+  import copy
   from pm_zoo.serving import export
   from pm_zoo.serving import module
-  clusterer, x, _, _ = fitted
+  fitted_clusterer, x, _, _ = fitted
+  clusterer = copy.copy(fitted_clusterer).set_params(weighting=weighting)
+  clusterer._restore(fitted_clusterer.model_dir_)  # pylint: disable=protected-access
   holes = x[:20].copy()
   holes[np.random.default_rng(2).random(holes.shape) < 0.4] = np.nan
   version = export.export(
       os.path.join(clusterer.model_dir_, 'partial'), str(tmp_path / 'export'),
-      module.ServingConfig(num_samples=clusterer.num_samples, seed=0))
+      module.ServingConfig(num_samples=clusterer.num_samples, seed=0,
+                           cluster_weighting=weighting))
   np.save(tmp_path / 'x.npy', np.nan_to_num(holes).astype(np.float32))
   np.save(tmp_path / 'm.npy', np.isfinite(holes).astype(np.float32))
   script = (
@@ -113,8 +119,24 @@ def test_cluster_signature_runs_with_tensorflow_alone(fitted, tmp_path):
       "assert 'pm_zoo' not in sys.modules\n")
   subprocess.run([sys.executable, '-c', script], check=True, cwd=tmp_path,
                  env={**os.environ, 'PYTHONPATH': ''})
-  np.testing.assert_allclose(np.load(tmp_path / 'p.npy'),
-                             clusterer.predict_proba(holes), atol=1e-5)
+  proba = clusterer.predict_proba(holes)
+  np.testing.assert_allclose(np.load(tmp_path / 'p.npy'), proba, atol=1e-5)
+  np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+  if weighting == 'importance':
+    # The same draws, weighted: not the plain average.
+    assert np.abs(proba - fitted_clusterer.predict_proba(holes)).max() > 1e-3
+
+
+def test_clusterer_refuses_an_unknown_weighting_before_writing(tmp_path):
+  x, _ = _blobs(60)
+  with pytest.raises(UserError, match='weighting must be one of'):
+    pm_zoo.PosteriorMatchingClusterer(
+        n_clusters=3, weighting='median',
+        model_dir=str(tmp_path / 'run')).fit(x)
+  assert not (tmp_path / 'run').exists()
+  with pytest.raises(UserError, match='weighting must be one of'):
+    from pm_zoo.serving import module
+    module.ServingConfig(cluster_weighting='median')
 
 
 def test_importance_weighting_recovers_the_prior_from_nothing_observed():

@@ -24,6 +24,11 @@ flags.DEFINE_integer('num_samples', 10, 'Imputations averaged by the impute '
                      'signature (and latent samples returned by encode).')
 flags.DEFINE_integer('seed', 0, 'Seed of impute, encode and '
                      'conditional_log_prob.')
+flags.DEFINE_enum('cluster_weighting', 'mean', ['mean', 'importance'],
+                  'How the cluster signature (VaDE runs) turns its '
+                  '--num_samples draws of q_theta(z | x_o) into p(c | x_o): '
+                  'their plain average of p(c | z), or importance weights '
+                  'p(x_o | z) p(z) / q_theta(z | x_o).')
 FLAGS = flags.FLAGS
 
 
@@ -32,7 +37,8 @@ def _export():
   from pm_zoo.serving import export
   from pm_zoo.serving import module
   config = module.ServingConfig(num_samples=FLAGS.num_samples,
-                                seed=FLAGS.seed)
+                                seed=FLAGS.seed,
+                                cluster_weighting=FLAGS.cluster_weighting)
   path = export.export(FLAGS.model_dir, FLAGS.export_base, config)
   print(f'exported {FLAGS.model_dir} to {path}')
 

@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from pm_zoo.errors import UserError
 from pm_zoo.models import base
+from pm_zoo.tasks import clustering
 from pm_zoo.tasks import imputation
 from pm_zoo.tasks import likelihood
 
@@ -76,10 +77,13 @@ class ServingConfig:
     seed: seed of ``impute``, ``encode`` and ``conditional_log_prob``.
     log_prob_chunk: importance samples decoded at once by
       ``conditional_log_prob`` (bounds memory: chunk x B x features).
+    cluster_weighting: how the ``cluster`` signature turns its S draws
+      into p(c | x_o): 'mean' or 'importance' (``serving/cluster.py``).
   """
   num_samples: int = 10
   seed: int = 0
   log_prob_chunk: int = 64
+  cluster_weighting: str = 'mean'
 
   def __post_init__(self):
     if int(self.num_samples) < 1 or int(self.log_prob_chunk) < 1:
@@ -87,6 +91,7 @@ class ServingConfig:
                       f'({self.log_prob_chunk}) must be >= 1')
     if not -2**63 <= int(self.seed) < 2**63:
       raise UserError(f'seed {self.seed} does not fit in int64')
+    clustering.check_weighting(self.cluster_weighting)
 
 
 def _assert(condition, message: str):

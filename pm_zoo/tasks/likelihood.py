@@ -201,12 +201,41 @@ class ConditionalLikelihood:
     return out
 
 
+def log_weights_of(model, marginal, proposal, z, x, mask):
+  """log importance weights ``[K, B]`` of draws ``z`` of ``proposal``.
+
+  For ``JOINT`` log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | .); for
+  ``OBSERVED`` log w_k = sum_i b_i log p(x_i | z_k) + log p(z_k) -
+  log q(z_k | .), entries with b_i = 0 left out (they may be anything
+  finite or not).
+
+  Args:
+    model: a Posterior Matching VAE whose base VAE has
+      ``MARGINAL_LIKELIHOOD``.
+    marginal: ``JOINT`` or ``OBSERVED``.
+    proposal: the distribution z was drawn from, batch ``[B]``.
+    z: ``[K, B, *latent_shape]``.
+    x: ``[B, *feature_shape]``; mask: of x's shape, 1 = observed.
+  """
+  vae = model.vae
+  decoded = vae.decode(z, training=False)
+  if marginal == JOINT:
+    log_lik = decoded.log_prob(x)  # [K, B]
+  else:
+    per_feature = heads.elementwise_log_prob(decoded, x)  # [K, B, *fs]
+    per_feature = tf.where(tf.broadcast_to(mask > 0, tf.shape(per_feature)),
+                           per_feature, tf.zeros_like(per_feature))
+    log_lik = tf.reduce_sum(
+        tf.reshape(per_feature, tf.concat([tf.shape(per_feature)[:2], [-1]],
+                                          axis=0)), axis=-1)
+  return log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
+
+
 def importance_samples(model, marginal, x, mask, num, seed):
   """``num`` proposal draws per row and their log importance weights.
 
-  For ``JOINT`` z_k ~ q_psi(z | x) and log w_k = log p(x | z_k) + log p(z_k)
-  - log q_psi(z_k | x); for ``OBSERVED`` z_k ~ q_theta(z | x_o) and log w_k =
-  sum_i b_i log p(x_i | z_k) + log p(z_k) - log q_theta(z_k | x_o).
+  The proposal is q_psi(z | x) for ``JOINT`` and q_theta(z | x_o) for
+  ``OBSERVED``; the weights are ``log_weights_of``'s.
 
   Args:
     model: a Posterior Matching VAE whose base VAE has
@@ -218,23 +247,12 @@ def importance_samples(model, marginal, x, mask, num, seed):
   Returns:
     ``(z, log_w)``: z ``[K, B, *latent_shape]``, log_w ``[K, B]``.
   """
-  vae = model.vae
   if marginal == JOINT:
-    proposal = vae.encode(x, training=False)
+    proposal = model.vae.encode(x, training=False)
   else:
     proposal = model.partial_encoder(x, mask, training=False)
-  z = proposal.sample(num, seed=seed)  # [num, B, d]
-  decoded = vae.decode(z, training=False)
-  if marginal == JOINT:
-    log_lik = decoded.log_prob(x)  # [num, B]
-  else:
-    per_feature = heads.elementwise_log_prob(decoded, x)  # [num, B, *fs]
-    per_feature = tf.where(tf.broadcast_to(mask > 0, tf.shape(per_feature)),
-                           per_feature, tf.zeros_like(per_feature))
-    log_lik = tf.reduce_sum(
-        tf.reshape(per_feature, tf.concat([tf.shape(per_feature)[:2], [-1]],
-                                          axis=0)), axis=-1)
-  return z, log_lik + vae.prior().log_prob(z) - proposal.log_prob(z)
+  z = proposal.sample(num, seed=seed)
+  return z, log_weights_of(model, marginal, proposal, z, x, mask)
 
 
 def _log_weights(model, marginal, x, mask, num, seed):
