@@ -24,8 +24,8 @@ sees the same masks, ``tasks.clustering.bernoulli_masks``):
   GMM (mean-imp.)      the same with a diagonal sklearn GaussianMixture(K)
 
 by accuracy (Hungarian), NMI and ARI against the test labels; writes the
-JSON (``--output``) and the accuracy figure (``--figure``, default next to
-the JSON).
+JSON (``--output``) and the accuracy figure (``--figure``, default the
+JSON's path with ``.png``).
 
 Tables (``--table``): fits ``PosteriorMatchingClusterer`` on the complete
 training split of a labelled table (the label column left out), hides
@@ -70,7 +70,8 @@ flags.DEFINE_integer('n_clusters', None, 'K for tables (default: the number '
 flags.DEFINE_string('work_dir', None, 'Where the table clusterer trains.')
 flags.DEFINE_string('output', None, 'JSON of the results.')
 flags.DEFINE_string('figure', None, 'Accuracy figure (images; default: '
-                    'clustering_benchmark.png next to --output).')
+                    '--output with .png for .json, so that two runs into one '
+                    'directory keep both).')
 flags.DEFINE_integer('seed', 0, 'Seed of masks and fits.')
 FLAGS = flags.FLAGS
 
@@ -142,9 +143,9 @@ def image_benchmark():
             'full_observation_vade': clustering.clustering_scores(
                 labels, full.argmax(-1)),
             'seconds': time.time() - t0, **curves}
-  figure = FLAGS.figure or (os.path.join(
-      os.path.dirname(os.path.abspath(FLAGS.output)),
-      'clustering_benchmark.png') if FLAGS.output else None)
+  figure = FLAGS.figure or (
+      os.path.splitext(os.path.abspath(FLAGS.output))[0] + '.png'
+      if FLAGS.output else None)
   if figure:
     clustering.save_accuracy_figure(
         figure, curves, title=f'{splits.name}, {n} test images')

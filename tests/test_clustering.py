@@ -233,7 +233,8 @@ def test_pm_cluster_on_tiny_images(tmp_path):
                                    'GMM (mean-imputed)'}
   for method in bench['methods'].values():
     assert all(0 < a <= 1 for a in method['accuracy']['mean'])
-  assert os.path.getsize(output.parent / 'clustering_benchmark.png') > 1000
+  assert os.path.getsize(output.parent / 'clustering.png') > 1000
+  assert bench['figure'] == str(output.parent / 'clustering.png')
   # benchmarks/gmm_init.py on the pre-training run: one row per seed of
   # N2D's initialisation (the GMM way's sweep: tests/test_vade.py).
   output = tmp_path / 'bench' / 'gmm_init.json'
