@@ -55,6 +55,7 @@ WEIGHTINGS = ('mean', 'importance')
 
 
 def check_weighting(weighting: str) -> str:
+  """``weighting`` if it is one of ``WEIGHTINGS``, else a one-line UserError."""
   if weighting not in WEIGHTINGS:
     raise UserError(f'weighting must be one of {WEIGHTINGS}, got '
                     f'{weighting!r}')
