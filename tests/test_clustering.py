@@ -124,7 +124,15 @@ def test_cluster_signature_runs_with_tensorflow_alone(fitted, tmp_path,
   np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
   if weighting == 'importance':
     # The same draws, weighted: not the plain average.
-    assert np.abs(proba - fitted_clusterer.predict_proba(holes)).max() > 1e-3
+    plain = fitted_clusterer.predict_proba(holes)
+    assert np.abs(proba - plain).max() > 1e-3
+    # A row with nothing observed is drawn from the prior p(z) (imputation.
+    # row_keyed_latents), so its weights p(z) / p(z) are uniform: the plain
+    # average of the same row-keyed draws.
+    empty = np.full([1, x.shape[1]], np.nan)
+    np.testing.assert_allclose(clusterer.predict_proba(empty),
+                               fitted_clusterer.predict_proba(empty),
+                               atol=1e-6)
 
 
 def test_clusterer_refuses_an_unknown_weighting_before_writing(tmp_path):

@@ -11,7 +11,8 @@ VaDE) the SavedModel gets
   ``cluster`` int64 ``[B]``, their argmax. With
   ``ServingConfig.cluster_weighting = 'importance'`` the draws are weighted
   by p(x_o | z_s) p(z_s) / q_theta(z_s | x_o), self-normalised per row
-  (``tasks/clustering.py``'s docstring has the math).
+  (``tasks/clustering.py``'s docstring has the math); rows drawn from the
+  prior (nothing observed) keep the plain average, their weights being 1.
 
 ``cluster_function`` builds the same graph for in-process callers
 (``PosteriorMatchingClusterer``), so the SavedModel and the estimator agree
@@ -22,6 +23,8 @@ from typing import Any, Dict
 import tensorflow as tf
 
 from pm_zoo.models import base
+from pm_zoo.tasks import clustering
+from pm_zoo.tasks import imputation
 from pm_zoo.tasks import likelihood
 
 SIGNATURE_NAME = 'cluster'
@@ -43,18 +46,18 @@ def cluster_function(module) -> tf.types.experimental.GenericFunction:
     # pylint: disable=protected-access
     z, mask, x_model = module._latents(
         x, mask, tf.constant(module.config.num_samples, tf.int32),
-        tf.constant(module.config.seed, tf.int64))               # z [B, S, d]
-    per_draw = module.model.vae.cluster_probabilities(z)          # [B, S, K]
+        tf.constant(module.config.seed, tf.int64))               # [B, S, d]
+    draws = tf.transpose(z, [1, 0, *range(2, len(z.shape))])     # [S, B, d]
+    log_w = None
     if weighting == 'importance':
       proposal = module.model.partial_encoder(x_model, mask, training=False)
-      rank = len(z.shape)
-      draws = tf.transpose(z, [1, 0, *range(2, rank)])            # [S, B, d]
       log_w = likelihood.log_weights_of(module.model, likelihood.OBSERVED,
                                         proposal, draws, x_model, mask)
-      weights = tf.nn.softmax(tf.transpose(log_w), axis=1)        # [B, S]
-      probabilities = tf.einsum('bs,bsk->bk', weights, per_draw)
-    else:
-      probabilities = tf.reduce_mean(per_draw, axis=1)            # [B, K]
+      # Rows drawn from p(z) instead of q_theta: weights p(z) / p(z) = 1.
+      from_prior = imputation.drawn_from_prior(module.model, mask)
+      log_w = tf.where(from_prior[tf.newaxis], tf.zeros_like(log_w), log_w)
+    probabilities = clustering.weighted_cluster_probabilities(
+        module.model.vae, draws, log_w)                           # [B, K]
     return {'probabilities': probabilities,
             'cluster': tf.argmax(probabilities, axis=-1)}
 

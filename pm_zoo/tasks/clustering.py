@@ -143,6 +143,21 @@ def clustering_scores(labels: np.ndarray, clusters: np.ndarray
 
 
 # --------------------------------------------------------------- the model
+def weighted_cluster_probabilities(vae, z: tf.Tensor,
+                                   log_weights: Optional[tf.Tensor] = None
+                                   ) -> tf.Tensor:
+  """sum_s w_s p(c | z_s) ``[B, K]`` from draws z ``[S, B, *latent_shape]``.
+
+  w = softmax_s(``log_weights`` ``[S, B]``), self-normalised importance
+  weights; w_s = 1/S where ``log_weights`` is None (the plain average).
+  """
+  per_draw = vae.cluster_probabilities(z)                  # [S, B, K]
+  if log_weights is None:
+    return tf.reduce_mean(per_draw, axis=0)
+  weights = tf.nn.softmax(log_weights, axis=0)             # [S, B]
+  return tf.einsum('sb,sbk->bk', weights, per_draw)
+
+
 class Clusterer:
   """Compiled, batched cluster probabilities of a ``PosteriorMatchingVAE``.
 
@@ -167,19 +182,17 @@ class Clusterer:
   def _partial_batch(self, x, mask, num_samples, seed):
     posterior = self.model.partial_encoder(x, mask, training=False)
     z = posterior.sample(num_samples, seed=seed)           # [S, B, d]
-    return tf.reduce_mean(self.model.vae.cluster_probabilities(z), axis=0)
+    return weighted_cluster_probabilities(self.model.vae, z)
 
   def _importance_batch(self, x, mask, num_samples, seed):
     z, log_w = likelihood.importance_samples(
         self.model, likelihood.OBSERVED, x, mask, num_samples, seed)
-    weights = tf.nn.softmax(log_w, axis=0)                 # [S, B]
-    probs = self.model.vae.cluster_probabilities(z)        # [S, B, K]
-    return tf.einsum('sb,sbk->bk', weights, probs)
+    return weighted_cluster_probabilities(self.model.vae, z, log_w)
 
   def _full_batch(self, x, num_samples, seed):
     posterior = self.model.vae.encode(x, training=False)
     z = posterior.sample(num_samples, seed=seed)
-    return tf.reduce_mean(self.model.vae.cluster_probabilities(z), axis=0)
+    return weighted_cluster_probabilities(self.model.vae, z)
 
   def _batched(self, fn, arrays, num_samples, seed):
     out = []

@@ -193,12 +193,23 @@ def _draw_rows(model, x, mask, num_samples, seeds):
   return _with_prior_rows(model, z, mask, num_samples, seeds)
 
 
+def drawn_from_prior(model, mask: tf.Tensor) -> tf.Tensor:
+  """bool ``[B]``: the rows ``row_keyed_latents`` draws from p(z), not q_theta.
+
+  Rows with nothing observed, where the base VAE has a generative prior;
+  none otherwise.
+  """
+  if not model.vae.has(base.GENERATIVE_PRIOR):
+    return tf.zeros(tf.shape(mask)[:1], tf.bool)
+  return tf.reduce_all(tf.reshape(mask, [tf.shape(mask)[0], -1]) <= 0,
+                       axis=1)
+
+
 def _with_prior_rows(model, z, mask, num_samples, seeds):
   """Replaces the draws of rows with nothing observed by prior draws."""
   if not model.vae.has(base.GENERATIVE_PRIOR):
     return z
-  empty = tf.reduce_all(tf.reshape(mask, [tf.shape(mask)[0], -1]) <= 0,
-                        axis=1)
+  empty = drawn_from_prior(model, mask)
 
   def with_prior():
     prior = model.vae.prior()

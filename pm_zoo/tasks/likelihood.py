@@ -255,11 +255,6 @@ def importance_samples(model, marginal, x, mask, num, seed):
   return z, log_weights_of(model, marginal, proposal, z, x, mask)
 
 
-def _log_weights(model, marginal, x, mask, num, seed):
-  """log importance weights ``[num, B]`` of one chunk of ``num`` samples."""
-  return importance_samples(model, marginal, x, mask, num, seed)[1]
-
-
 def estimate_log_marginal(model, marginal: int, x, mask, seed, num_samples,
                           samples_per_chunk: int) -> tf.Tensor:
   """log p(x) (``JOINT``) or log p(x_o) (``OBSERVED``) per row, ``[B]``.
@@ -287,7 +282,7 @@ def estimate_log_marginal(model, marginal: int, x, mask, seed, num_samples,
 
   def body(c, total):
     chunk_seed = tf.random.experimental.stateless_fold_in(seed, c)
-    log_w = _log_weights(model, marginal, x, mask, chunk, chunk_seed)
+    _, log_w = importance_samples(model, marginal, x, mask, chunk, chunk_seed)
     # The last chunk may run past K: its extra samples get weight 0.
     valid = c * chunk + tf.range(chunk) < num
     log_w = tf.where(valid[:, tf.newaxis], log_w,
