@@ -139,3 +139,15 @@ def test_vqvae_experiments_carry_the_papers_sizes():
   configs.parse(['vqvae_omniglot.gin'])
   assert experiment.dataset()['source'] == 'omniglot_npz'
   assert experiment.dataset()['image_size'] == 28
+
+
+
+def test_a_cosine_learning_rate_ends_at_the_last_step():
+  cosine = []
+  for name in EXPERIMENTS:
+    configs.parse([name])
+    if 'cosine_decay.' in gin.config_str():
+      cosine.append(name)
+      assert (gin.query_parameter('cosine_decay.total_steps') ==
+              trainer.TrainConfig().num_steps), name
+  assert 'vqvae_mnist_partial_budget.gin' in cosine

@@ -74,5 +74,32 @@ def exponential_decay(initial: float = 1e-3, decay_rate: float = 0.9,
 
 
 @gin.configurable
+def cosine_decay(peak: float = 1e-3, total_steps: int = 100000,
+                 warmup_steps: int = 0, final_fraction: float = 0.0):
+  """A linear warm-up to peak, then a cosine to final_fraction * peak.
+
+    lr(t) = peak * t / W                                    for t < W,
+    lr(t) = peak * (f + (1 - f) (1 + cos(pi u)) / 2),   u = min(1, (t - W) / (T - W)),
+
+  with W = warmup_steps, T = total_steps, f = final_fraction. Set T to the run's
+  TrainConfig.num_steps so the rate reaches its floor at the last step (a budgeted
+  run ends on a small rate instead of being cut off at a large one); a run resumed
+  past T trains on at f * peak.
+  """
+  if not 0 <= warmup_steps < total_steps:
+    raise UserError(f'cosine_decay needs 0 <= warmup_steps < total_steps; got '
+                    f'warmup_steps={warmup_steps}, total_steps={total_steps}')
+  if peak <= 0 or not 0.0 <= final_fraction <= 1.0:
+    raise UserError(f'cosine_decay needs peak > 0 and final_fraction in [0, 1]; '
+                    f'got peak={peak}, final_fraction={final_fraction}')
+  if warmup_steps == 0:
+    return keras.optimizers.schedules.CosineDecay(
+        peak, decay_steps=total_steps, alpha=final_fraction)
+  return keras.optimizers.schedules.CosineDecay(
+      0.0, decay_steps=total_steps - warmup_steps, alpha=final_fraction,
+      warmup_target=peak, warmup_steps=warmup_steps)
+
+
+@gin.configurable
 def constant_learning_rate(value: float = 1e-3):
   return float(value)
