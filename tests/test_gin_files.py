@@ -141,7 +141,6 @@ def test_vqvae_experiments_carry_the_papers_sizes():
   assert experiment.dataset()['image_size'] == 28
 
 
-
 def test_a_cosine_learning_rate_ends_at_the_last_step():
   cosine = []
   for name in EXPERIMENTS:
