@@ -92,9 +92,6 @@ def cosine_decay(peak: float = 1e-3, total_steps: int = 100000,
   if peak <= 0 or not 0.0 <= final_fraction <= 1.0:
     raise UserError(f'cosine_decay needs peak > 0 and final_fraction in [0, 1]; '
                     f'got peak={peak}, final_fraction={final_fraction}')
-  if warmup_steps == 0:
-    return keras.optimizers.schedules.CosineDecay(
-        peak, decay_steps=total_steps, alpha=final_fraction)
   return keras.optimizers.schedules.CosineDecay(
       0.0, decay_steps=total_steps - warmup_steps, alpha=final_fraction,
       warmup_target=peak, warmup_steps=warmup_steps)
