@@ -620,7 +620,8 @@ class Trainer:
       with tf.io.gfile.GFile(path) as f:
         curve = json.load(f)
     curve = [row for row in curve if row['step'] < step]
-    curve.append({'step': step, 'train_seconds': round(seconds, 1),
+    # The clock unrounded, as training.json has it, so the two compare exactly.
+    curve.append({'step': step, 'train_seconds': seconds,
                   'eval_seconds': round(time.time() - start, 1),
                   'ema': self.ema is not None, **metrics})
     with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
